@@ -1,0 +1,103 @@
+# lcm-tools: latent consistency distillation as small Unix programs.
+#
+#   make                 build the library and every program into bin/
+#   make test            unit tests, op harness and bats end-to-end tests
+#   make CUDA=0          CPU backend only (CUDA is on wherever nvcc is found)
+#   make SANITIZE=1      AddressSanitizer + UBSan build
+#   make fuzz            libFuzzer harnesses (clang), FUZZ_SECONDS per target
+#   make install PREFIX=/usr/local
+
+PREFIX   ?= /usr/local
+CC       ?= cc
+SANITIZE ?= 0
+BACKEND  ?= cpu
+VERSION  := 0.1.0
+
+NVCC_FOUND := $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
+CUDA     ?= $(if $(NVCC_FOUND),1,0)
+NVCC     ?= $(or $(NVCC_FOUND),nvcc)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC_FOUND))
+CUDA_ARCH ?= 80 90
+
+# One object tree per configuration, so that switching CUDA or SANITIZE never
+# mixes objects built with different flags.
+BUILD := build/$(if $(filter 1,$(CUDA)),cuda,cpu)$(if $(filter 1,$(SANITIZE)),-asan)
+
+PKGS      := msgpack libarchive libcurl libwebp libpng libcjson openblas
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljpeg
+
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Ilib $(PKG_CFLAGS) -DLCM_VERSION='"$(VERSION)"'
+LDLIBS  += $(PKG_LIBS) -lm -lpthread
+LDFLAGS += -fopenmp
+
+ifeq ($(SANITIZE),1)
+CFLAGS  += -fsanitize=address,undefined -fno-omit-frame-pointer -O1
+LDFLAGS += -fsanitize=address,undefined
+endif
+
+LIB_SRC  := $(sort $(wildcard lib/*.c))
+LIB_OBJ  := $(LIB_SRC:lib/%.c=$(BUILD)/lib/%.o)
+CU_SRC   := $(sort $(wildcard kernels/*.cu))
+ifeq ($(CUDA),1)
+CFLAGS   += -DLCM_CUDA
+CU_OBJ   := $(CU_SRC:kernels/%.cu=$(BUILD)/kernels/%.o)
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NVFLAGS  := -O2 -std=c++17 -Ilib -DLCM_CUDA $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
+            -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fPIC
+endif
+LIBA     := $(BUILD)/liblcm.a
+
+PROG_SRC := $(sort $(wildcard bin/*.c))
+PROGS    := $(PROG_SRC:.c=)
+UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
+UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+MAN      := $(wildcard man/man1/*.1) $(wildcard man/man5/*.5)
+DEPS_OK  := build/.deps-ok
+
+.PHONY: all deps test test-unit test-e2e clean install fuzz bench golden golden-full
+all: $(LIBA) $(PROGS)
+
+# Set-up in one step: installs missing Debian packages (see scripts/setup-deps).
+deps: $(DEPS_OK)
+$(DEPS_OK): scripts/setup-deps
+	@scripts/setup-deps
+	@mkdir -p $(dir $@) && touch $@
+
+$(BUILD)/lib/%.o: lib/%.c | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/kernels/%.o: kernels/%.cu | $(DEPS_OK)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -MMD -MP -c $< -o $@
+
+$(LIBA): $(LIB_OBJ) $(CU_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+bin/%: bin/%.c $(LIBA)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
+
+$(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itests/unit $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
+
+test: all $(UNITS) | $(DEPS_OK)
+	@LCM_BACKEND=$(BACKEND) UNIT_DIR=$(BUILD)/tests tests/run
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 $(DESTDIR)$(PREFIX)/share/man/man5
+	install -m 755 $(PROGS) $(DESTDIR)$(PREFIX)/bin
+	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(wildcard man/man5/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
+
+clean:
+	rm -rf build $(PROGS)
+
+-include $(LIB_OBJ:.o=.d) $(CU_OBJ:.o=.d)
+-include tests/fuzz/fuzz.mk
+-include tests/bench/bench.mk

@@ -1,0 +1,185 @@
+"""Shared helpers for the reference harness (run through scripts/reference/run).
+
+Everything here is deterministic: fixed seeds, CPU, float32, one thread. The
+goldens are compared against a C implementation, so anything that would make
+two runs of this harness differ (thread count, hub downloads, ftfy being
+importable) is pinned or refused here.
+"""
+
+import gzip
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures"
+REFENV = Path(os.environ.get("LCM_REFENV", Path.home() / ".cache/lcm-tools/refenv"))
+OPEN_CLIP_DIR = REFENV / "extra" / "open_clip" / "open_clip"
+FTFY_SITE = REFENV / "extra" / "ftfy-site"
+BPE_GZ = OPEN_CLIP_DIR / "bpe_simple_vocab_16e6.txt.gz"
+
+# The CLIP vocabulary keeps the first 49152 - 256 - 2 merges of the BPE file
+# (open_clip and transformers both slice the file this way).
+CLIP_N_MERGES = 49152 - 256 - 2
+# The tiny pipeline's tokenizer keeps only this many merges: its ids are the
+# real CLIP ids for ids < 512 + TINY_N_MERGES, then the two special tokens.
+TINY_N_MERGES = 1000
+
+torch.set_num_threads(1)
+
+
+def versions():
+    """Versions that produced a fixture; stored in safetensors metadata."""
+    import diffusers
+    import numpy
+    import safetensors
+    import tokenizers
+    import transformers
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "tokenizers": tokenizers.__version__,
+        "safetensors": safetensors.__version__,
+    }
+
+
+def ftfy_importable():
+    try:
+        import ftfy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def save_tensors(path, tensors, meta=None):
+    """Writes a safetensors file with contiguous CPU tensors and provenance metadata."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    md = {"generator": Path(sys.argv[0]).name}
+    md.update(versions())
+    if meta:
+        md.update({k: str(v) for k, v in meta.items()})
+    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=md)
+
+
+@torch.no_grad()
+def perturb_(model, seed, scale=0.1):
+    """Moves every bias and every norm weight away from its init value.
+
+    PyTorch/diffusers initialise norm weights to 1, norm biases to 0, and many
+    biases to tiny values; a C port that forgets a bias or an affine norm term
+    would still match goldens made from such weights. Adding scale*randn makes
+    those mistakes visible.
+    """
+    g = torch.Generator().manual_seed(seed)
+    norm_types = (torch.nn.GroupNorm, torch.nn.LayerNorm)
+    seen = set()
+    for _, mod in sorted(model.named_modules(), key=lambda kv: kv[0]):
+        for pname, p in sorted(mod.named_parameters(recurse=False), key=lambda kv: kv[0]):
+            if id(p) in seen:
+                continue
+            if pname == "bias" or isinstance(mod, norm_types):
+                seen.add(id(p))
+                p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return model
+
+
+# --------------------------------------------------------------------------
+# CLIP BPE vocabulary, built the way openai/CLIP and transformers build it.
+
+
+def bytes_to_unicode():
+    """The byte -> printable character map of GPT-2/CLIP BPE (insertion order matters: it is the id order)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, [chr(c) for c in cs]))
+
+
+def read_bpe_merges(n_merges=CLIP_N_MERGES, bpe_gz=BPE_GZ):
+    lines = gzip.open(bpe_gz).read().decode("utf-8").split("\n")
+    merges = lines[1 : 1 + n_merges]  # line 0 is the "#version" header
+    assert len(merges) == n_merges
+    return [tuple(m.split()) for m in merges]
+
+
+def clip_vocab(merges):
+    """Token list in id order: 256 byte symbols, the same with '</w>', merges, then BOS/EOS."""
+    byte_syms = list(bytes_to_unicode().values())
+    vocab = byte_syms + [s + "</w>" for s in byte_syms]
+    vocab += ["".join(m) for m in merges]
+    vocab += ["<|startoftext|>", "<|endoftext|>"]
+    assert len(set(vocab)) == len(vocab), "duplicate BPE tokens"
+    return vocab
+
+
+def write_clip_tokenizer(out_dir, n_merges=CLIP_N_MERGES):
+    """Writes vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json.
+
+    The layout matches openai/clip-vit-large-patch14 (the SD 1.5 tokenizer):
+    pad token = '<|endoftext|>' (so padding uses id 49407 for the full vocab),
+    model_max_length 77.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merges = read_bpe_merges(n_merges)
+    vocab = clip_vocab(merges)
+    with open(out_dir / "vocab.json", "w", encoding="utf-8") as f:
+        # Compact and in id order (transformers writes the same mapping with
+        # indent/sort_keys; any JSON reader must not care).
+        json.dump({t: i for i, t in enumerate(vocab)}, f, ensure_ascii=False, separators=(",", ":"))
+    with open(out_dir / "merges.txt", "w", encoding="utf-8") as f:
+        f.write("#version: 0.2\n")
+        for a, b in merges:
+            f.write(f"{a} {b}\n")
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+    }
+    with open(out_dir / "special_tokens_map.json", "w") as f:
+        json.dump(special, f, indent=2)
+        f.write("\n")
+    cfg = dict(special)
+    cfg.update(
+        {
+            "add_prefix_space": False,
+            "do_lower_case": True,
+            "errors": "replace",
+            "model_max_length": 77,
+            "tokenizer_class": "CLIPTokenizer",
+            "clean_up_tokenization_spaces": True,
+        }
+    )
+    with open(out_dir / "tokenizer_config.json", "w") as f:
+        json.dump(cfg, f, indent=2)
+        f.write("\n")
+    return vocab, merges
+
+
+def load_slow_clip_tokenizer(path):
+    from transformers import CLIPTokenizer
+
+    return CLIPTokenizer.from_pretrained(str(path))
+
+
+def tokenize(tok, captions):
+    """The diffusers LCM script's tokenisation: pad to 77, truncate, no attention mask."""
+    return tok(
+        list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
