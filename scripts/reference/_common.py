@@ -68,7 +68,8 @@ def save_tensors(path, tensors, meta=None):
     md.update(versions())
     if meta:
         md.update({k: str(v) for k, v in meta.items()})
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(path), metadata=md)
+    # clone(): goldens may alias each other (e.g. penultimate = hidden_states.L-1)
+    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(path), metadata=md)
 
 
 @torch.no_grad()
