@@ -1,6 +1,7 @@
 /* params.c - see params.h. */
 #include "params.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,7 +101,12 @@ int params_load(params *ps, weight_lookup lookup, void *ctx, const char *source,
                           shape_str(a, stored.ndim, stored.shape), shape_str(b, p->value.ndim, p->value.shape));
         }
         if (!dtype_is_float(stored.dtype)) return seterr(err, "%s: tensor '%s' is %s, not floating point", source, p->name, dtype_name(stored.dtype));
+        /* safetensors does not align tensors: stage an unaligned one. */
+        void *staged = NULL;
+        if ((uintptr_t)stored.data % dtype_size(stored.dtype))
+            stored.data = staged = memcpy(xaligned_alloc(tensor_nbytes(&stored)), stored.data, tensor_nbytes(&stored));
         tensor_copy(&p->value, &stored);
+        free(staged);
     }
     return 0;
 }

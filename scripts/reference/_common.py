@@ -26,7 +26,7 @@ BPE_GZ = OPEN_CLIP_DIR / "bpe_simple_vocab_16e6.txt.gz"
 CLIP_N_MERGES = 49152 - 256 - 2
 # The tiny pipeline's tokenizer keeps only this many merges: its ids are the
 # real CLIP ids for ids < 512 + TINY_N_MERGES, then the two special tokens.
-TINY_N_MERGES = 1000
+TINY_N_MERGES = 600
 
 torch.set_num_threads(1)
 

@@ -40,9 +40,10 @@ def text_golden(model, input_ids):
     for i, h in enumerate(out.hidden_states):
         g[f"hidden_states.{i}"] = h
     g["last_hidden_state"] = out.last_hidden_state
-    # SDXL-style consumers read the penultimate layer without the final LN.
-    g["penultimate_hidden_state"] = out.hidden_states[-2]
     if hasattr(out, "text_embeds"):
+        # SDXL-style consumers read the penultimate layer without the final LN
+        # (a copy of hidden_states.{L-1}, named for convenience).
+        g["penultimate_hidden_state"] = out.hidden_states[-2]
         g["text_embeds"] = out.text_embeds
     else:
         g["pooler_output"] = out.pooler_output
@@ -148,7 +149,7 @@ def main():
     C.save_tensors(out / "vae-tiny.safetensors", vae_case(vae, 2, (24, 16), (6, 10), 100),
                    {"model": "tiny-sd/vae"})
     vaeb = AutoencoderKL.from_pretrained(str(fx / "models" / "vae-b")).eval()
-    C.save_tensors(out / "vae-b.safetensors", vae_case(vaeb, 2, (32, 24), (5, 7), 200),
+    C.save_tensors(out / "vae-b.safetensors", vae_case(vaeb, 2, (24, 20), (4, 6), 200),
                    {"model": "models/vae-b"})
 
     for f in sorted(out.glob("*.safetensors")):

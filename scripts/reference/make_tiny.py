@@ -123,13 +123,13 @@ def tiny_text_config():
 
 def text_b_config():
     # SDXL text_encoder_2-like: CLIPTextModelWithProjection, exact-erf GELU,
-    # 3 heads of 16, odd layer count, projection to a different width.
+    # 5 heads of 8, odd layer count, projection to a different width.
     return dict(
         vocab_size=TINY_VOCAB,
-        hidden_size=48,
-        intermediate_size=96,
+        hidden_size=40,
+        intermediate_size=80,
         num_hidden_layers=3,
-        num_attention_heads=3,
+        num_attention_heads=5,
         max_position_embeddings=77,
         hidden_act="gelu",
         layer_norm_eps=1e-5,
