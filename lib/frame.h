@@ -59,6 +59,7 @@ typedef struct frame {
     uint64_t record; /* index in the stream, from 0 */
     uint64_t offset; /* byte offset of the record's first byte */
     size_t size;     /* encoded size in bytes */
+    const uint8_t *bytes; /* the record's encoding (valid like its values) */
 } frame;
 
 void frame_init(frame *f);

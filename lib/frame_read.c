@@ -266,6 +266,7 @@ long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_recor
     if (rc == P_MORE) { *need = c.need; return 0; }
     if (rc == P_ERR) { *err_at = c.err_at; return -1; }
     f->size = c.pos;
+    f->bytes = buf;
     return (long long)c.pos;
 }
 
