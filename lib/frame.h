@@ -60,10 +60,14 @@ typedef struct frame {
     uint64_t offset; /* byte offset of the record's first byte */
     size_t size;     /* encoded size in bytes */
     const uint8_t *bytes; /* the record's encoding (valid like its values) */
+    uint8_t *owned;       /* set by frame_copy: the private copy of bytes */
 } frame;
 
 void frame_init(frame *f);
 void frame_free(frame *f);
+/* Makes dst a copy of src that owns its bytes, so that it outlives the
+ * reader's next read (for programs that batch records). */
+void frame_copy(frame *dst, const frame *src);
 const frame_value *frame_get(const frame *f, const char *key);
 /* A string or binary value as a NUL-free span; NULL if absent or other kind. */
 const char *frame_get_bytes(const frame *f, const char *key, size_t *len);

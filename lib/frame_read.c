@@ -230,7 +230,24 @@ static int try_tensor(cursor *c, frame_value *v, char *why) {
 }
 
 void frame_init(frame *f) { memset(f, 0, sizeof *f); }
-void frame_free(frame *f) { free(f->entries); memset(f, 0, sizeof *f); }
+void frame_free(frame *f) {
+    free(f->entries);
+    free(f->owned);
+    memset(f, 0, sizeof *f);
+}
+
+void frame_copy(frame *dst, const frame *src) {
+    uint8_t *bytes = memcpy(xmalloc(src->size), src->bytes, src->size);
+    char err[LCM_ERRLEN];
+    size_t need, at;
+    free(dst->owned);
+    dst->owned = NULL;
+    /* src parsed once already, so this cannot fail */
+    if (frame_parse(dst, bytes, src->size, src->size, &need, err, &at) <= 0) die("frame_copy: %s", err);
+    dst->owned = bytes;
+    dst->record = src->record;
+    dst->offset = src->offset;
+}
 
 long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_record, size_t *need, char *err, size_t *err_at) {
     cursor c = {.buf = buf, .len = len, .max = max_record, .err = err};
