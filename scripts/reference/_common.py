@@ -58,18 +58,50 @@ def ftfy_importable():
     return True
 
 
-def save_tensors(path, tensors, meta=None):
-    """Writes a safetensors file with contiguous CPU tensors and provenance metadata."""
-    from safetensors.torch import save_file
+_ST_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.float64: "F64",
+              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8"}
 
+
+def save_tensors(path, tensors, meta=None):
+    """Writes a safetensors file byte-for-byte reproducibly, with provenance metadata.
+
+    safetensors' own writer keeps the metadata in a hash map, so its key order
+    (and the file's bytes) change from run to run; a regenerated golden would
+    then always look modified. This writes the same format with sorted keys.
+    Tensors are laid out widest dtype first so each starts naturally aligned
+    (the data section starts 8-aligned), which lets a C reader mmap and cast.
+    """
+    import struct
+
+    from safetensors import safe_open
+
+    assert sys.byteorder == "little"
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     md = {"generator": Path(sys.argv[0]).name}
     md.update(versions())
     if meta:
         md.update({k: str(v) for k, v in meta.items()})
-    # clone(): goldens may alias each other (e.g. penultimate = hidden_states.L-1)
-    save_file({k: v.detach().cpu().clone().contiguous() for k, v in tensors.items()}, str(path), metadata=md)
+    header = {"__metadata__": dict(sorted(md.items()))}
+    blobs, offset = [], 0
+    for name, t in sorted(tensors.items(), key=lambda kv: (-kv[1].element_size(), kv[0])):
+        t = t.detach().cpu().contiguous()
+        data = t.numpy().tobytes()  # little-endian host, asserted above
+        header[name] = {"dtype": _ST_DTYPES[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    hdr = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    hdr += b" " * (-len(hdr) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(hdr)))
+        f.write(hdr)
+        for b in blobs:
+            f.write(b)
+    # Round trip through the official reader.
+    with safe_open(str(path), "pt") as f:
+        assert set(f.keys()) == set(tensors)
+        for k in f.keys():
+            assert torch.equal(f.get_tensor(k), tensors[k].detach().cpu()), k
 
 
 @torch.no_grad()

@@ -132,7 +132,10 @@ def main():
     assert not C.ftfy_importable(), "ftfy must not be importable in the reference venv"
     tok = C.load_slow_clip_tokenizer(fx / "tiny-sd" / "tokenizer")
     ids3 = C.tokenize(tok, CAPTIONS)
-    assert ids3[2, -1] == tok.eos_token_id and (ids3[1, 1:] == tok.eos_token_id).all()
+    # Row 1 is the unconditional prompt (BOS then EOS padding); row 2 must be
+    # truncated to 75 tokens + EOS.
+    assert (ids3[1, 1:] == tok.eos_token_id).all()
+    assert len(tok(CAPTIONS[2]).input_ids) > 77 and ids3[2, -1] == tok.eos_token_id
 
     out = fx / "golden"
     te = CLIPTextModel.from_pretrained(str(fx / "tiny-sd" / "text_encoder")).eval()

@@ -208,6 +208,15 @@ def main():
     pipe = StableDiffusionPipeline.from_pretrained(str(sd), safety_checker=None, feature_extractor=None)
     ids = C.tokenize(pipe.tokenizer, ["a photo of a cat"])
     assert ids.shape == (1, 77) and ids[0, 0] == TINY_BOS, ids
+    # Whole pipeline end to end (text encoder dims match the UNet's
+    # cross-attention, VAE scale factor 2 -> 16 px images, 8x8 latents).
+    img = pipe("a photo of a cat", height=16, width=16, num_inference_steps=2, output_type="pt",
+               generator=torch.Generator().manual_seed(0)).images
+    assert img.shape == (1, 3, 16, 16) and torch.isfinite(img).all()
+    # The LCM script's student: same config plus the guidance-embedding input.
+    student = UNet2DConditionModel.from_config(pipe.unet.config, time_cond_proj_dim=256)
+    missing, unexpected = student.load_state_dict(pipe.unet.state_dict(), strict=False)
+    assert missing == ["time_embedding.cond_proj.weight"] and not unexpected, (missing, unexpected)
     n = {k: sum(p.numel() for p in m.parameters()) for k, m in
          (("unet", pipe.unet), ("vae", pipe.vae), ("text_encoder", pipe.text_encoder))}
     print("tiny-sd params:", n, "diffusers", diffusers.__version__, "transformers", transformers.__version__)
