@@ -111,6 +111,8 @@ void fo_raw(frame_out *o, const char *key, size_t key_len, const uint8_t *raw, s
 /* Copies every entry of in, except the keys listed in drop (NULL-terminated). */
 void fo_pass(frame_out *o, const frame *in, const char *const *drop);
 void fo_remove(frame_out *o, const char *key);
+/* Packs o into a record that dst owns (as if it had been read). */
+void frame_from_out(frame *dst, frame_out *o);
 
 typedef struct frame_writer frame_writer;
 frame_writer *frame_writer_fdopen(int fd, const char *name);

@@ -133,6 +133,23 @@ static void pack_entry(msgpack_packer *pk, msgpack_sbuffer *sb, const out_entry 
     }
 }
 
+void frame_from_out(frame *dst, frame_out *o) {
+    msgpack_sbuffer sb;
+    msgpack_packer pk;
+    msgpack_sbuffer_init(&sb);
+    msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+    msgpack_pack_map(&pk, (size_t)o->n);
+    for (int i = 0; i < o->n; i++) pack_entry(&pk, &sb, &o->e[i]);
+    frame tmp;
+    frame_init(&tmp);
+    char err[LCM_ERRLEN];
+    size_t need, at;
+    if (frame_parse(&tmp, (const uint8_t *)sb.data, sb.size, sb.size + 1, &need, err, &at) <= 0) die("frame_from_out: %s", err);
+    frame_copy(dst, &tmp);
+    frame_free(&tmp);
+    msgpack_sbuffer_destroy(&sb);
+}
+
 /* ---- writer ---- */
 
 #define FLUSH_AT (1 << 20)
