@@ -98,8 +98,9 @@ int st_write(const char *path, const st_entry *entries, int n, const st_meta *me
     qsort_r(order, (size_t)n, sizeof *order, by_entry_name, (void *)entries);
     for (int i = 1; i < n; i++)
         if (!strcmp(entries[order[i]].name, entries[order[i - 1]].name)) {
+            seterr(err, "%s: tensor \"%s\" given twice", path, entries[order[i]].name);
             free(order);
-            return seterr(err, "%s: tensor \"%s\" given twice", path, entries[order[i]].name);
+            return -1;
         }
     strbuf h = {0};
     build_header(&h, entries, order, n, meta, nmeta);
