@@ -58,6 +58,7 @@ static void build_header(strbuf *h, const st_entry *entries, const int *order, i
             sb_json_str(h, sorted[i].value, strlen(sorted[i].value));
         }
         sb_putc(h, '}');
+        free(sorted);
     }
     uint64_t at = 0;
     for (int i = 0; i < n; i++) {
