@@ -6,6 +6,19 @@
 
 #include "util.h"
 
+const char *const backend_op_names[] = {
+    "fill", "convert", "axpby", "mul", "silu", "silu_backward", "gemm", "sum",
+    "linear", "linear_backward", "conv2d", "conv2d_backward", "group_norm", "group_norm_backward",
+    "layer_norm", "layer_norm_backward", "activation", "activation_backward", "geglu", "geglu_backward",
+    "softmax", "softmax_backward", "attention", "attention_backward", "upsample_nearest",
+    "upsample_nearest_backward", "timestep_embedding", "add_broadcast", "add_broadcast_backward", "loss",
+    "loss_backward",
+};
+const int backend_op_count = (int)(sizeof backend_op_names / sizeof *backend_op_names);
+/* Every member of backend_ops is one function pointer and has one name here. */
+_Static_assert(sizeof backend_op_names / sizeof *backend_op_names == sizeof(backend_ops) / sizeof(void (*)(void)),
+               "backend_op_names must name every member of backend_ops");
+
 const backend *const *backend_list(void) {
     static const backend *list[3];
     if (!list[0]) {

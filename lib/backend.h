@@ -22,7 +22,43 @@ typedef struct backend_ops {
     void (*silu_backward)(tensor *dx, const tensor *x, const tensor *dy);
     void (*gemm)(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans_b, float alpha, float beta);
     double (*sum)(const tensor *x);
+    /* Neural-network ops (ops.h). Appended at the end so that a positional
+     * table lacking them leaves them NULL: ops.c then names the missing op. */
+    void (*linear)(tensor *y, const tensor *x, const tensor *w, const tensor *b);
+    void (*linear_backward)(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy);
+    void (*conv2d)(tensor *y, const tensor *x, const tensor *w, const tensor *b, conv2d_params p);
+    void (*conv2d_backward)(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
+                            conv2d_params p);
+    void (*group_norm)(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                       int groups, float eps, int silu);
+    void (*group_norm_backward)(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                                const tensor *rstd, const tensor *gamma, const tensor *beta, const tensor *dy, int groups,
+                                int silu);
+    void (*layer_norm)(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                       float eps);
+    void (*layer_norm_backward)(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                                const tensor *rstd, const tensor *gamma, const tensor *dy);
+    void (*activation)(tensor *y, const tensor *x, enum activation act);
+    void (*activation_backward)(tensor *dx, const tensor *x, const tensor *dy, enum activation act);
+    void (*geglu)(tensor *y, const tensor *x);
+    void (*geglu_backward)(tensor *dx, const tensor *x, const tensor *dy);
+    void (*softmax)(tensor *y, const tensor *x);
+    void (*softmax_backward)(tensor *dx, const tensor *y, const tensor *dy);
+    void (*attention)(tensor *out, tensor *lse, const tensor *q, const tensor *k, const tensor *v, attention_params p);
+    void (*attention_backward)(tensor *dq, tensor *dk, tensor *dv, const tensor *q, const tensor *k, const tensor *v,
+                               const tensor *out, const tensor *lse, const tensor *dout, attention_params p);
+    void (*upsample_nearest)(tensor *y, const tensor *x);
+    void (*upsample_nearest_backward)(tensor *dx, const tensor *dy);
+    void (*timestep_embedding)(tensor *emb, const tensor *t, timestep_embedding_params p);
+    void (*add_broadcast)(tensor *y, const tensor *x, const tensor *v);
+    void (*add_broadcast_backward)(tensor *dv, const tensor *dy);
+    double (*loss)(const tensor *x, const tensor *y, loss_kind kind, float c);
+    void (*loss_backward)(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
 } backend_ops;
+
+/* The names of backend_ops' members, in order (for messages and the harness). */
+extern const char *const backend_op_names[];
+extern const int backend_op_count;
 
 typedef struct backend {
     const char *name;

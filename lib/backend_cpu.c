@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "backend.h"
+#include "cpu_nn.h"
 #include "util.h"
 
 static int cpu_probe(char *err) { return 0; }
@@ -94,6 +95,29 @@ static const backend cpu = {
         .silu_backward = cpu_silu_backward,
         .gemm = cpu_gemm,
         .sum = cpu_sum,
+        .linear = cpu_linear,
+        .linear_backward = cpu_linear_backward,
+        .conv2d = cpu_conv2d,
+        .conv2d_backward = cpu_conv2d_backward,
+        .group_norm = cpu_group_norm,
+        .group_norm_backward = cpu_group_norm_backward,
+        .layer_norm = cpu_layer_norm,
+        .layer_norm_backward = cpu_layer_norm_backward,
+        .activation = cpu_activation,
+        .activation_backward = cpu_activation_backward,
+        .geglu = cpu_geglu,
+        .geglu_backward = cpu_geglu_backward,
+        .softmax = cpu_softmax,
+        .softmax_backward = cpu_softmax_backward,
+        .attention = cpu_attention,
+        .attention_backward = cpu_attention_backward,
+        .upsample_nearest = cpu_upsample_nearest,
+        .upsample_nearest_backward = cpu_upsample_nearest_backward,
+        .timestep_embedding = cpu_timestep_embedding,
+        .add_broadcast = cpu_add_broadcast,
+        .add_broadcast_backward = cpu_add_broadcast_backward,
+        .loss = cpu_loss,
+        .loss_backward = cpu_loss_backward,
     },
 };
 

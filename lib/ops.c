@@ -4,6 +4,11 @@
 #include "backend.h"
 #include "util.h"
 
+/* An op a backend lacks is a clear death naming op and backend, not a call through NULL. */
+static void missing_op(const char *op, const backend *be) __attribute__((noreturn));
+static void missing_op(const char *op, const backend *be) { die("op %s is not implemented on the %s backend", op, be->name); }
+#define OP(t, name) (((t)->backend->ops.name ? (void)0 : missing_op(#name, (t)->backend)), (t)->backend->ops.name)
+
 static void need_same_backend(const char *op, const tensor *a, const tensor *b) {
     if (b && a->backend != b->backend) die("%s: tensors on backends %s and %s", op, a->backend->name, b->backend->name);
 }
@@ -27,33 +32,33 @@ static void check_elementwise(const char *op, const tensor *out, const tensor *x
 
 void op_fill(tensor *t, float value) {
     need_f32("fill", t);
-    t->backend->ops.fill(t, value);
+    OP(t, fill)(t, value);
 }
 
 void op_convert(tensor *dst, const tensor *src) {
     if (tensor_numel(dst) != tensor_numel(src)) die("convert: %lld elements into %lld", (long long)tensor_numel(src), (long long)tensor_numel(dst));
     need_same_backend("convert", dst, src);
-    dst->backend->ops.convert(dst, src);
+    OP(dst, convert)(dst, src);
 }
 
 void op_axpby(tensor *out, float a, const tensor *x, float b, const tensor *y) {
     check_elementwise("axpby", out, x, y);
-    out->backend->ops.axpby(out, a, x, b, y);
+    OP(out, axpby)(out, a, x, b, y);
 }
 
 void op_mul(tensor *out, const tensor *x, const tensor *y) {
     check_elementwise("mul", out, x, y);
-    out->backend->ops.mul(out, x, y);
+    OP(out, mul)(out, x, y);
 }
 
 void op_silu(tensor *out, const tensor *x) {
     check_elementwise("silu", out, x, NULL);
-    out->backend->ops.silu(out, x);
+    OP(out, silu)(out, x);
 }
 
 void op_silu_backward(tensor *dx, const tensor *x, const tensor *dy) {
     check_elementwise("silu_backward", dx, x, dy);
-    dx->backend->ops.silu_backward(dx, x, dy);
+    OP(dx, silu_backward)(dx, x, dy);
 }
 
 void op_gemm(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans_b, float alpha, float beta) {
@@ -65,10 +70,322 @@ void op_gemm(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans
     if (k != kb || c->shape[0] != m || c->shape[1] != n)
         die("gemm: [%lld x %lld] x [%lld x %lld] into [%lld x %lld]", (long long)m, (long long)k, (long long)kb,
             (long long)n, (long long)c->shape[0], (long long)c->shape[1]);
-    c->backend->ops.gemm(c, a, trans_a, b, trans_b, alpha, beta);
+    OP(c, gemm)(c, a, trans_a, b, trans_b, alpha, beta);
 }
 
 double op_sum(const tensor *x) {
     need_f32("sum", x);
-    return x->backend->ops.sum(x);
+    return OP(x, sum)(x);
+}
+
+/* ---- Neural-network ops: shape checks, then dispatch. ---- */
+
+static void need_ndim(const char *op, const char *what, const tensor *t, int lo, int hi) {
+    if (t && (t->ndim < lo || t->ndim > hi)) die("%s: %s has %d dimensions (%d to %d expected)", op, what, t->ndim, lo, hi);
+}
+
+/* t must have exactly the given shape (t NULL: nothing to check). */
+static void need_shape(const char *op, const char *what, const tensor *t, int ndim, const int64_t *shape) {
+    if (!t) return;
+    need_f32(op, t);
+    char sa[128], sb[128];
+    int same = t->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = t->shape[i] == shape[i];
+    if (!same) die("%s: %s is %s, %s expected", op, what, shape_str(sa, t->ndim, t->shape), shape_str(sb, ndim, shape));
+}
+
+static void need_vector(const char *op, const char *what, const tensor *t, int64_t n) { need_shape(op, what, t, 1, &n); }
+
+/* The backend of the first non-NULL tensor; the others must share it. */
+static const tensor *first_of(const char *op, const tensor *const *ts, int n) {
+    const tensor *first = NULL;
+    for (int i = 0; i < n; i++) {
+        if (!ts[i]) continue;
+        if (!first) first = ts[i];
+        else need_same_backend(op, first, ts[i]);
+    }
+    return first;
+}
+#define FIRST_OF(op, ...) first_of(op, (const tensor *const[]){__VA_ARGS__}, \
+                                   (int)(sizeof((const tensor *const[]){__VA_ARGS__}) / sizeof(const tensor *)))
+
+/* Elements per row of the last dim, and how many rows. */
+static int64_t rows_of(const tensor *t) { return t->ndim ? tensor_numel(t) / t->shape[t->ndim - 1] : 1; }
+static int64_t last_dim(const tensor *t) { return t->ndim ? t->shape[t->ndim - 1] : 1; }
+
+/* y has x's shape with the last dim replaced by n. */
+static void need_rows_like(const char *op, const char *what, const tensor *y, const tensor *x, int64_t n) {
+    if (!y) return;
+    int64_t shape[TENSOR_MAXDIM];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = n;
+    need_shape(op, what, y, x->ndim, shape);
+}
+
+static void check_linear(const char *op, const tensor *x, const tensor *w, const tensor *b) {
+    need_f32(op, x), need_f32(op, w);
+    need_ndim(op, "x", x, 1, TENSOR_MAXDIM);
+    need_ndim(op, "weight", w, 2, 2);
+    if (last_dim(x) != w->shape[1]) die("%s: x has %lld features, weight takes %lld", op, (long long)last_dim(x), (long long)w->shape[1]);
+    need_vector(op, "bias", b, w->shape[0]);
+}
+
+void op_linear(tensor *y, const tensor *x, const tensor *w, const tensor *b) {
+    check_linear("linear", x, w, b);
+    need_rows_like("linear", "y", y, x, w->shape[0]);
+    FIRST_OF("linear", y, x, w, b);
+    OP(y, linear)(y, x, w, b);
+}
+
+void op_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy) {
+    check_linear("linear_backward", x, w, db);
+    need_rows_like("linear_backward", "dy", dy, x, w->shape[0]);
+    need_shape("linear_backward", "dx", dx, x->ndim, x->shape);
+    need_shape("linear_backward", "dweight", dw, w->ndim, w->shape);
+    const tensor *t = FIRST_OF("linear_backward", dy, x, w, dx, dw, db);
+    if (dx || dw || db) OP(t, linear_backward)(dx, dw, db, x, w, dy);
+}
+
+conv2d_params conv2d_same_pad(int stride, int pad) { return (conv2d_params){stride, pad, pad, pad, pad}; }
+
+/* Checks x, w, b and p; returns the output shape in y_shape. */
+static void check_conv2d(const char *op, const tensor *x, const tensor *w, const tensor *b, conv2d_params p, int64_t y_shape[4]) {
+    char sa[128], sb[128];
+    need_ndim(op, "x", x, 4, 4), need_ndim(op, "weight", w, 4, 4);
+    need_f32(op, x), need_f32(op, w);
+    if (x->shape[1] != w->shape[1])
+        die("%s: x %s has %lld channels, weight %s takes %lld", op, shape_str(sa, 4, x->shape), (long long)x->shape[1],
+            shape_str(sb, 4, w->shape), (long long)w->shape[1]);
+    if (p.stride < 1 || p.pad_top < 0 || p.pad_left < 0 || p.pad_bottom < 0 || p.pad_right < 0)
+        die("%s: stride %d and padding (%d, %d, %d, %d) are not valid", op, p.stride, p.pad_top, p.pad_left, p.pad_bottom,
+            p.pad_right);
+    int64_t hp = x->shape[2] + p.pad_top + p.pad_bottom, wp = x->shape[3] + p.pad_left + p.pad_right;
+    if (hp < w->shape[2] || wp < w->shape[3])
+        die("%s: kernel %s larger than the padded input %s", op, shape_str(sa, 4, w->shape), shape_str(sb, 4, x->shape));
+    need_vector(op, "bias", b, w->shape[0]);
+    y_shape[0] = x->shape[0], y_shape[1] = w->shape[0];
+    y_shape[2] = (hp - w->shape[2]) / p.stride + 1, y_shape[3] = (wp - w->shape[3]) / p.stride + 1;
+}
+
+void op_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b, conv2d_params p) {
+    int64_t ys[4];
+    check_conv2d("conv2d", x, w, b, p, ys);
+    need_shape("conv2d", "y", y, 4, ys);
+    FIRST_OF("conv2d", y, x, w, b);
+    OP(y, conv2d)(y, x, w, b, p);
+}
+
+void op_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
+                        conv2d_params p) {
+    int64_t ys[4];
+    check_conv2d("conv2d_backward", x, w, db, p, ys);
+    need_shape("conv2d_backward", "dy", dy, 4, ys);
+    need_shape("conv2d_backward", "dx", dx, 4, x->shape);
+    need_shape("conv2d_backward", "dweight", dw, 4, w->shape);
+    const tensor *t = FIRST_OF("conv2d_backward", dy, x, w, dx, dw, db);
+    if (dx || dw || db) OP(t, conv2d_backward)(dx, dw, db, x, w, dy, p);
+}
+
+static void check_group_norm(const char *op, const tensor *x, const tensor *mean, const tensor *rstd, const tensor *gamma,
+                             const tensor *beta, int groups) {
+    need_f32(op, x);
+    need_ndim(op, "x", x, 2, TENSOR_MAXDIM);
+    if (groups < 1 || x->shape[1] % groups) die("%s: %lld channels in %d groups", op, (long long)x->shape[1], groups);
+    int64_t stat_shape[2] = {x->shape[0], groups};
+    need_shape(op, "mean", mean, 2, stat_shape), need_shape(op, "rstd", rstd, 2, stat_shape);
+    need_vector(op, "gamma", gamma, x->shape[1]), need_vector(op, "beta", beta, x->shape[1]);
+}
+
+void op_group_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                   int groups, float eps, int silu) {
+    check_group_norm("group_norm", x, mean, rstd, gamma, beta, groups);
+    if (!mean || !rstd) die("group_norm: mean and rstd are needed");
+    need_shape("group_norm", "y", y, x->ndim, x->shape);
+    FIRST_OF("group_norm", y, x, mean, rstd, gamma, beta);
+    OP(y, group_norm)(y, mean, rstd, x, gamma, beta, groups, eps, silu);
+}
+
+void op_group_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                            const tensor *rstd, const tensor *gamma, const tensor *beta, const tensor *dy, int groups,
+                            int silu) {
+    const char *op = "group_norm_backward";
+    check_group_norm(op, x, mean, rstd, gamma, beta, groups);
+    if (!mean || !rstd || !dy) die("%s: mean, rstd and dy are needed", op);
+    need_shape(op, "dy", dy, x->ndim, x->shape), need_shape(op, "dx", dx, x->ndim, x->shape);
+    need_vector(op, "dgamma", dgamma, x->shape[1]), need_vector(op, "dbeta", dbeta, x->shape[1]);
+    const tensor *t = FIRST_OF(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta);
+    if (dx || dgamma || dbeta) OP(t, group_norm_backward)(dx, dgamma, dbeta, x, mean, rstd, gamma, beta, dy, groups, silu);
+}
+
+static void check_layer_norm(const char *op, const tensor *x, const tensor *mean, const tensor *rstd, const tensor *gamma,
+                             const tensor *beta) {
+    need_f32(op, x);
+    need_ndim(op, "x", x, 1, TENSOR_MAXDIM);
+    if (!mean || !rstd) die("%s: mean and rstd are needed", op);
+    need_vector(op, "mean", mean, rows_of(x)), need_vector(op, "rstd", rstd, rows_of(x));
+    need_vector(op, "gamma", gamma, last_dim(x)), need_vector(op, "beta", beta, last_dim(x));
+}
+
+void op_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                   float eps) {
+    check_layer_norm("layer_norm", x, mean, rstd, gamma, beta);
+    need_shape("layer_norm", "y", y, x->ndim, x->shape);
+    FIRST_OF("layer_norm", y, x, mean, rstd, gamma, beta);
+    OP(y, layer_norm)(y, mean, rstd, x, gamma, beta, eps);
+}
+
+void op_layer_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                            const tensor *rstd, const tensor *gamma, const tensor *dy) {
+    const char *op = "layer_norm_backward";
+    check_layer_norm(op, x, mean, rstd, gamma, NULL);
+    if (!dy) die("%s: dy is needed", op);
+    need_shape(op, "dy", dy, x->ndim, x->shape), need_shape(op, "dx", dx, x->ndim, x->shape);
+    need_vector(op, "dgamma", dgamma, last_dim(x)), need_vector(op, "dbeta", dbeta, last_dim(x));
+    const tensor *t = FIRST_OF(op, dy, x, mean, rstd, gamma, dx, dgamma, dbeta);
+    if (dx || dgamma || dbeta) OP(t, layer_norm_backward)(dx, dgamma, dbeta, x, mean, rstd, gamma, dy);
+}
+
+static void need_activation(const char *op, activation act) {
+    if (act < ACT_SILU || act > ACT_QUICK_GELU) die("%s: unknown activation %d", op, (int)act);
+}
+
+void op_activation(tensor *y, const tensor *x, activation act) {
+    need_activation("activation", act);
+    check_elementwise("activation", y, x, NULL);
+    OP(y, activation)(y, x, act);
+}
+
+void op_activation_backward(tensor *dx, const tensor *x, const tensor *dy, activation act) {
+    need_activation("activation_backward", act);
+    check_elementwise("activation_backward", dx, x, dy);
+    OP(dx, activation_backward)(dx, x, dy, act);
+}
+
+static void check_geglu(const char *op, const tensor *x, const tensor *y) {
+    need_f32(op, x);
+    need_ndim(op, "x", x, 1, TENSOR_MAXDIM);
+    if (last_dim(x) % 2) die("%s: last dim %lld is odd", op, (long long)last_dim(x));
+    need_rows_like(op, "output", y, x, last_dim(x) / 2);
+    need_same_backend(op, x, y);
+}
+
+void op_geglu(tensor *y, const tensor *x) {
+    check_geglu("geglu", x, y);
+    OP(y, geglu)(y, x);
+}
+
+void op_geglu_backward(tensor *dx, const tensor *x, const tensor *dy) {
+    check_geglu("geglu_backward", x, dy);
+    check_elementwise("geglu_backward", dx, x, NULL);
+    OP(dx, geglu_backward)(dx, x, dy);
+}
+
+void op_softmax(tensor *y, const tensor *x) {
+    check_elementwise("softmax", y, x, NULL);
+    OP(y, softmax)(y, x);
+}
+
+void op_softmax_backward(tensor *dx, const tensor *y, const tensor *dy) {
+    check_elementwise("softmax_backward", dx, y, dy);
+    OP(dx, softmax_backward)(dx, y, dy);
+}
+
+/* q [B, Lq, H d], k [B, Lk, H d], v [B, Lk, H dv]; out-shaped tensors [B, Lq, H dv]. */
+static void check_attention(const char *op, const tensor *q, const tensor *k, const tensor *v, const tensor *out,
+                            const tensor *lse, attention_params p) {
+    char sq[128], sk[128], sv[128];
+    need_f32(op, q), need_f32(op, k), need_f32(op, v);
+    need_ndim(op, "q", q, 3, 3), need_ndim(op, "k", k, 3, 3), need_ndim(op, "v", v, 3, 3);
+    if (p.heads < 1 || q->shape[2] % p.heads || v->shape[2] % p.heads || k->shape[0] != q->shape[0] ||
+        v->shape[0] != q->shape[0] || k->shape[1] != v->shape[1] || k->shape[2] != q->shape[2] || q->shape[1] < 1 || k->shape[1] < 1)
+        die("%s: q %s, k %s, v %s do not fit %d heads", op, shape_str(sq, 3, q->shape), shape_str(sk, 3, k->shape),
+            shape_str(sv, 3, v->shape), p.heads);
+    int64_t os[3] = {q->shape[0], q->shape[1], v->shape[2]}, ls[3] = {q->shape[0], p.heads, q->shape[1]};
+    need_shape(op, "out", out, 3, os);
+    need_shape(op, "lse", lse, 3, ls);
+}
+
+void op_attention(tensor *out, tensor *lse, const tensor *q, const tensor *k, const tensor *v, attention_params p) {
+    check_attention("attention", q, k, v, out, lse, p);
+    FIRST_OF("attention", out, lse, q, k, v);
+    OP(out, attention)(out, lse, q, k, v, p);
+}
+
+void op_attention_backward(tensor *dq, tensor *dk, tensor *dv, const tensor *q, const tensor *k, const tensor *v,
+                           const tensor *out, const tensor *lse, const tensor *dout, attention_params p) {
+    const char *op = "attention_backward";
+    if (!out || !lse || !dout) die("%s: out, lse and dout are needed", op);
+    check_attention(op, q, k, v, out, lse, p);
+    need_shape(op, "dout", dout, 3, out->shape);
+    need_shape(op, "dq", dq, 3, q->shape), need_shape(op, "dk", dk, 3, k->shape), need_shape(op, "dv", dv, 3, v->shape);
+    const tensor *t = FIRST_OF(op, dout, q, k, v, out, lse, dq, dk, dv);
+    if (dq || dk || dv) OP(t, attention_backward)(dq, dk, dv, q, k, v, out, lse, dout, p);
+}
+
+static void check_upsample(const char *op, const tensor *small, const tensor *big) {
+    char sa[128], sb[128];
+    need_f32(op, small), need_f32(op, big);
+    need_ndim(op, "input", small, 4, 4), need_ndim(op, "output", big, 4, 4);
+    need_same_backend(op, small, big);
+    if (small->shape[0] != big->shape[0] || small->shape[1] != big->shape[1] || big->shape[2] < 1 || big->shape[3] < 1)
+        die("%s: %s cannot be resized to %s", op, shape_str(sa, 4, small->shape), shape_str(sb, 4, big->shape));
+}
+
+void op_upsample_nearest(tensor *y, const tensor *x) {
+    check_upsample("upsample_nearest", x, y);
+    OP(y, upsample_nearest)(y, x);
+}
+
+void op_upsample_nearest_backward(tensor *dx, const tensor *dy) {
+    check_upsample("upsample_nearest_backward", dx, dy);
+    OP(dx, upsample_nearest_backward)(dx, dy);
+}
+
+void op_timestep_embedding(tensor *emb, const tensor *t, timestep_embedding_params p) {
+    need_f32("timestep_embedding", t), need_f32("timestep_embedding", emb);
+    need_ndim("timestep_embedding", "t", t, 1, 1), need_ndim("timestep_embedding", "emb", emb, 2, 2);
+    need_same_backend("timestep_embedding", emb, t);
+    if (emb->shape[0] != t->shape[0] || emb->shape[1] < 2)
+        die("timestep_embedding: %lld timesteps into [%lld, %lld]", (long long)t->shape[0], (long long)emb->shape[0],
+            (long long)emb->shape[1]);
+    if (emb->shape[1] / 2 == p.downscale_freq_shift) die("timestep_embedding: downscale_freq_shift equals half the dim");
+    OP(emb, timestep_embedding)(emb, t, p);
+}
+
+/* v is [C] or [N, C] for x [N, C, ...]. */
+static void check_broadcast(const char *op, const tensor *x, const tensor *v) {
+    char sx[128], sv[128];
+    need_f32(op, x), need_f32(op, v);
+    need_ndim(op, "x", x, 2, TENSOR_MAXDIM);
+    need_same_backend(op, x, v);
+    int ok = (v->ndim == 1 && v->shape[0] == x->shape[1]) ||
+             (v->ndim == 2 && v->shape[0] == x->shape[0] && v->shape[1] == x->shape[1]);
+    if (!ok) die("%s: %s does not broadcast over %s (channels in dim 1)", op, shape_str(sv, v->ndim, v->shape), shape_str(sx, x->ndim, x->shape));
+}
+
+void op_add_broadcast(tensor *y, const tensor *x, const tensor *v) {
+    check_broadcast("add_broadcast", x, v);
+    check_elementwise("add_broadcast", y, x, NULL);
+    OP(y, add_broadcast)(y, x, v);
+}
+
+void op_add_broadcast_backward(tensor *dv, const tensor *dy) {
+    check_broadcast("add_broadcast_backward", dy, dv);
+    OP(dv, add_broadcast_backward)(dv, dy);
+}
+
+static void need_loss(const char *op, loss_kind kind) {
+    if (kind != LOSS_MSE && kind != LOSS_PSEUDO_HUBER) die("%s: unknown loss %d", op, (int)kind);
+}
+
+double op_loss(const tensor *x, const tensor *y, loss_kind kind, float c) {
+    need_loss("loss", kind);
+    check_elementwise("loss", x, y, NULL);
+    return OP(x, loss)(x, y, kind, c);
+}
+
+void op_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss) {
+    need_loss("loss_backward", kind);
+    check_elementwise("loss_backward", dx, x, y);
+    OP(dx, loss_backward)(dx, x, y, kind, c, dloss);
 }

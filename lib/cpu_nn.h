@@ -1,0 +1,52 @@
+/* cpu_nn.h - the CPU backend's neural-network ops (internal).
+ *
+ * backend_cpu.c points its op table at these; ops.c has checked every
+ * argument before they run. Loops are OpenMP-parallel over independent rows,
+ * planes or tiles, and GEMM-shaped work goes to OpenBLAS. */
+#ifndef LCM_CPU_NN_H
+#define LCM_CPU_NN_H
+
+#include <stddef.h>
+
+#include "ops.h"
+
+/* A scratch buffer of the calling thread that grows and is never shrunk, so
+ * that ops allocate only until they have seen their largest shapes. One op
+ * at a time per calling thread: an op must not call another that uses it. */
+float *cpu_workspace(size_t nfloats);
+
+/* Threads that OpenMP loops of this call may use. */
+int cpu_threads(void);
+
+void cpu_linear(tensor *y, const tensor *x, const tensor *w, const tensor *b);
+void cpu_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy);
+void cpu_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b, conv2d_params p);
+void cpu_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
+                         conv2d_params p);
+void cpu_group_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                    int groups, float eps, int silu);
+void cpu_group_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                             const tensor *rstd, const tensor *gamma, const tensor *beta, const tensor *dy, int groups,
+                             int silu);
+void cpu_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const tensor *gamma, const tensor *beta,
+                    float eps);
+void cpu_layer_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
+                             const tensor *rstd, const tensor *gamma, const tensor *dy);
+void cpu_activation(tensor *y, const tensor *x, activation act);
+void cpu_activation_backward(tensor *dx, const tensor *x, const tensor *dy, activation act);
+void cpu_geglu(tensor *y, const tensor *x);
+void cpu_geglu_backward(tensor *dx, const tensor *x, const tensor *dy);
+void cpu_softmax(tensor *y, const tensor *x);
+void cpu_softmax_backward(tensor *dx, const tensor *y, const tensor *dy);
+void cpu_attention(tensor *out, tensor *lse, const tensor *q, const tensor *k, const tensor *v, attention_params p);
+void cpu_attention_backward(tensor *dq, tensor *dk, tensor *dv, const tensor *q, const tensor *k, const tensor *v,
+                            const tensor *out, const tensor *lse, const tensor *dout, attention_params p);
+void cpu_upsample_nearest(tensor *y, const tensor *x);
+void cpu_upsample_nearest_backward(tensor *dx, const tensor *dy);
+void cpu_timestep_embedding(tensor *emb, const tensor *t, timestep_embedding_params p);
+void cpu_add_broadcast(tensor *y, const tensor *x, const tensor *v);
+void cpu_add_broadcast_backward(tensor *dv, const tensor *dy);
+double cpu_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
+void cpu_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
+
+#endif
