@@ -436,7 +436,7 @@ long clip_tokenize(clip_tokenizer *t, const char *text, size_t len, int32_t *ids
     if (len > chunk) tokenize_chunk(t, (const uint8_t *)text + chunk, len - chunk);
     for (size_t i = 0; i < t->n_ids; i++)
         if (t->ids[i] < 0) return seterr(err, "text has an unknown token and the unk token is not in the vocabulary");
-    memcpy(ids, t->ids, (t->n_ids < cap ? t->n_ids : cap) * sizeof *ids);
+    if (t->n_ids) memcpy(ids, t->ids, (t->n_ids < cap ? t->n_ids : cap) * sizeof *ids);
     return (long)t->n_ids;
 }
 
