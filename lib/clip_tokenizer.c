@@ -37,26 +37,30 @@ struct clip_tokenizer {
 
 /* ---- loading ---- */
 
-static cJSON *load_json(const char *dir, const char *name, int required, char *err) {
+/* Parses dir/name into *out. A missing optional file leaves *out NULL. */
+static int load_json(const char *dir, const char *name, int required, cJSON **out, char *err) {
     char *path = path_join(dir, name), *text;
     size_t len;
-    cJSON *j = NULL;
+    int rc = 0;
+    *out = NULL;
     if (!required && !path_exists(path)) {
         free(path);
-        return NULL;
+        return 0;
     }
-    if (read_file(path, &text, &len, err) == 0) {
-        j = cJSON_ParseWithLength(text, len);
-        if (!j) seterr(err, "%s: not valid JSON", path);
+    if (read_file(path, &text, &len, err)) {
+        rc = -1;
+    } else {
+        *out = cJSON_ParseWithLength(text, len);
+        if (!*out) rc = seterr(err, "%s: not valid JSON", path);
         free(text);
     }
     free(path);
-    return j;
+    return rc;
 }
 
 static int load_vocab(clip_tokenizer *t, const char *dir, char *err) {
-    cJSON *v = load_json(dir, "vocab.json", 1, err);
-    if (!v) return -1;
+    cJSON *v;
+    if (load_json(dir, "vocab.json", 1, &v, err)) return -1;
     if (!cJSON_IsObject(v)) {
         cJSON_Delete(v);
         return seterr(err, "%s/vocab.json: not a JSON object", dir);
@@ -187,8 +191,12 @@ static void load_specials(clip_tokenizer *t, const cJSON *cfg, const cJSON *map)
 }
 
 static int load_config(clip_tokenizer *t, const char *dir, char *err) {
-    cJSON *cfg = load_json(dir, "tokenizer_config.json", 0, err);
-    cJSON *map = load_json(dir, "special_tokens_map.json", 0, err);
+    cJSON *cfg = NULL, *map = NULL;
+    if (load_json(dir, "tokenizer_config.json", 0, &cfg, err) ||
+        load_json(dir, "special_tokens_map.json", 0, &map, err)) {
+        cJSON_Delete(cfg);
+        return -1;
+    }
     const cJSON *ml = cJSON_GetObjectItemCaseSensitive(cfg, "model_max_length");
     t->max_length = DEFAULT_MAX_LENGTH;
     if (cJSON_IsNumber(ml) && ml->valuedouble >= 2 && ml->valuedouble <= 1 << 20)

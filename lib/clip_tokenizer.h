@@ -15,6 +15,11 @@
  *      merged by BPE rank, "</w>" on its last symbol; unknown -> unk id;
  *   5. bos + the first model_max_length-2 ids + eos, padded with the pad id.
  * Unicode facts come from lib/unicode_tables.c (see scripts/gen-unicode-tables).
+ * Not reproduced: ftfy's fix_text (the path transformers takes when ftfy is
+ * installed), AddedToken.single_word (no CLIP tokenizer sets it; lstrip and
+ * rstrip change nothing here since the clean-up trims spaces anyway), and
+ * padding_side "left". "do_lower_case" in the config has no effect on
+ * CLIPTokenizer in transformers either: it always lower-cases.
  *
  * A tokenizer keeps a word cache, so one instance must not be used by two
  * threads at once. */

@@ -211,6 +211,10 @@ TEST(missing_files_are_errors) {
     char err[LCM_ERRLEN] = "";
     CHECK(!clip_tokenizer_load("/nonexistent/tokenizer", err));
     CHECKF(strstr(err, "vocab.json") != NULL, "%s", err);
+    const char *dir = small_tokenizer("{\"model_max_length\": 77,", NULL); /* truncated JSON */
+    CHECK(dir && !clip_tokenizer_load(dir, err));
+    CHECKF(strstr(err, "tokenizer_config.json: not valid JSON") != NULL, "%s", err);
+    rm_rf(tmpdir_);
 }
 
 TEST(tiny_sd_tokenizer_ids) {
