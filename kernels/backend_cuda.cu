@@ -178,6 +178,37 @@ static double cuda_sum(const tensor *x) {
     return total;
 }
 
+__global__ void k_embedding(float *y, const float *table, const int64_t *ids, int64_t n, int64_t d) {
+    GRID_STRIDE(i, n * d) y[i] = table[ids[i / d] * d + i % d];
+}
+
+static void cuda_embedding(tensor *y, const tensor *table, const tensor *ids) {
+    int64_t n = tensor_numel(ids), d = table->shape[1];
+    k_embedding<<<blocks_for(n * d), 256>>>((float *)y->data, (const float *)table->data, (const int64_t *)ids->data, n, d);
+    CUDA_CHECK(cudaGetLastError());
+}
+
+/* 32 x 32 tiles through shared memory (padded against bank conflicts), so
+ * both the reads and the writes are coalesced. */
+__global__ void k_transpose(float *y, const float *x, int64_t m, int64_t n) {
+    __shared__ float tile[32][33];
+    const float *src = x + blockIdx.z * m * n;
+    float *dst = y + blockIdx.z * m * n;
+    int64_t i0 = (int64_t)blockIdx.y * 32, j0 = (int64_t)blockIdx.x * 32;
+    for (int r = threadIdx.y; r < 32; r += blockDim.y)
+        if (i0 + r < m && j0 + threadIdx.x < n) tile[r][threadIdx.x] = src[(i0 + r) * n + j0 + threadIdx.x];
+    __syncthreads();
+    for (int r = threadIdx.y; r < 32; r += blockDim.y)
+        if (j0 + r < n && i0 + threadIdx.x < m) dst[(j0 + r) * m + i0 + threadIdx.x] = tile[threadIdx.x][r];
+}
+
+static void cuda_transpose(tensor *y, const tensor *x) {
+    int64_t b = x->ndim == 3 ? x->shape[0] : 1, m = x->shape[x->ndim - 2], n = x->shape[x->ndim - 1];
+    dim3 grid((unsigned)((n + 31) / 32), (unsigned)((m + 31) / 32), (unsigned)b), block(32, 8);
+    k_transpose<<<grid, block>>>((float *)y->data, (const float *)x->data, m, n);
+    CUDA_CHECK(cudaGetLastError());
+}
+
 static const backend cuda_backend = {
     "cuda",
     cuda_probe,
@@ -219,6 +250,8 @@ static const backend cuda_backend = {
         NULL, /* add_broadcast_backward */
         NULL, /* loss */
         NULL, /* loss_backward */
+        cuda_embedding,
+        cuda_transpose,
     },
 };
 

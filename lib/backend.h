@@ -54,6 +54,8 @@ typedef struct backend_ops {
     void (*add_broadcast_backward)(tensor *dv, const tensor *dy);
     double (*loss)(const tensor *x, const tensor *y, loss_kind kind, float c);
     void (*loss_backward)(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
+    void (*embedding)(tensor *y, const tensor *table, const tensor *ids);
+    void (*transpose)(tensor *y, const tensor *x);
 } backend_ops;
 
 /* The names of backend_ops' members, in order (for messages and the harness). */

@@ -118,6 +118,8 @@ static const backend cpu = {
         .add_broadcast_backward = cpu_add_broadcast_backward,
         .loss = cpu_loss,
         .loss_backward = cpu_loss_backward,
+        .embedding = cpu_embedding,
+        .transpose = cpu_transpose,
     },
 };
 

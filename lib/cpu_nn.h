@@ -48,5 +48,7 @@ void cpu_add_broadcast(tensor *y, const tensor *x, const tensor *v);
 void cpu_add_broadcast_backward(tensor *dv, const tensor *dy);
 double cpu_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
 void cpu_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
+void cpu_embedding(tensor *y, const tensor *table, const tensor *ids);
+void cpu_transpose(tensor *y, const tensor *x);
 
 #endif

@@ -389,3 +389,24 @@ void op_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind ki
     check_elementwise("loss_backward", dx, x, y);
     OP(dx, loss_backward)(dx, x, y, kind, c, dloss);
 }
+
+void op_embedding(tensor *y, const tensor *table, const tensor *ids) {
+    need_f32("embedding", y), need_f32("embedding", table);
+    need_same_backend("embedding", y, table), need_same_backend("embedding", y, ids);
+    if (ids->dtype != DT_I64) die("embedding: ids are %s, not i64", dtype_name(ids->dtype));
+    if (table->ndim != 2) die("embedding: the table must be 2-D");
+    int64_t D = table->shape[1];
+    if (y->shape[y->ndim - 1] != D || tensor_numel(y) != tensor_numel(ids) * D) die("embedding: output does not match ids x %lld", (long long)D);
+    OP(y, embedding)(y, table, ids);
+}
+
+void op_transpose(tensor *y, const tensor *x) {
+    need_f32("transpose", y), need_f32("transpose", x);
+    need_same_backend("transpose", y, x);
+    int64_t b = x->ndim == 3 ? x->shape[0] : 1;
+    if (x->ndim < 2 || x->ndim > 3 || y->ndim != x->ndim) die("transpose: 2-D or 3-D tensors needed");
+    int64_t m = x->shape[x->ndim - 2], n = x->shape[x->ndim - 1];
+    if (y->shape[y->ndim - 2] != n || y->shape[y->ndim - 1] != m || (x->ndim == 3 && y->shape[0] != b))
+        die("transpose: shapes do not match");
+    OP(y, transpose)(y, x);
+}

@@ -121,4 +121,13 @@ double op_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
 /* dx = dloss * d(loss)/dx. */
 void op_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
 
+/* Rows of a table: y[i, :] = table[ids[i], :]; ids i64 [n], table [V, D],
+ * y [n, D] (any leading dims fold into n). Ids are checked on the host by
+ * the caller (they come from a tokenizer). */
+void op_embedding(tensor *y, const tensor *table, const tensor *ids);
+
+/* Swaps the last two dims: x [B, M, N] -> y [B, N, M] (a 2-D x is B = 1).
+ * NCHW <-> [B, HW, C] for attention; it is its own backward. */
+void op_transpose(tensor *y, const tensor *x);
+
 #endif

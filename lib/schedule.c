@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "torch_math.h"
 #include "util.h"
 
 /* torch.linspace(a, b, n) in float32: the ends are rounded to float, the
@@ -122,7 +123,9 @@ void guidance_embedding(float w, int d, float *out) {
     float c = logf(10000.0f) / (float)(half - 1);
     float ws = w * 1000.0f;
     for (int j = 0; j < half; j++) {
-        float freq = expf((float)j * -c);
+        /* torch's exp, not expf: the arguments reach 15000 rad, where one ulp
+         * of a frequency moves an entry by ~4e-4 (lcd-reference.md §9). */
+        float freq = torch_expf((float)j * -c);
         float arg = ws * freq;
         out[j] = sinf(arg);
         out[half + j] = cosf(arg);

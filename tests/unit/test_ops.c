@@ -179,6 +179,15 @@ static void attention_bwd(const backend *be, tensor **in, tensor *out, int causa
 static void run_attention_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 0); }
 static void run_attention_causal_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 1); }
 
+/* ids are fixed, not random: any valid row index will do */
+static void run_embedding(const backend *be, tensor **in, tensor *out) {
+    int64_t ids[14] = {0, 49, 3, 3, 17, 8, 22, 1, 0, 48, 30, 31, 5, 2};
+    tensor host = tensor_view(NULL, DT_I64, 1, (int64_t[]){14}, ids);
+    tensor *dev = tensor_clone(&host, be, DT_I64);
+    op_embedding(out, in[0], dev);
+    tensor_free(dev);
+}
+static void run_transpose(const backend *be, tensor **in, tensor *out) { op_transpose(out, in[0]); }
 static void run_upsample(const backend *be, tensor **in, tensor *out) { op_upsample_nearest(out, in[0]); }
 static void run_upsample_bwd(const backend *be, tensor **in, tensor *out) { op_upsample_nearest_backward(out, in[0]); }
 
@@ -268,6 +277,9 @@ static const op_case cases[] = {
     {"loss_pseudo_huber", "loss", run_huber, 2, {{4, 999}, {4, 999}}, {1}, 1e-6},
     {"loss_mse_backward", "loss_backward", run_mse_bwd, 2, {{4, 999}, {4, 999}}, {4, 999}, 1e-6},
     {"loss_pseudo_huber_backward", "loss_backward", run_huber_bwd, 2, {{4, 999}, {4, 999}}, {4, 999}, 1e-6},
+    {"embedding", "embedding", run_embedding, 1, {{50, 33}}, {2, 7, 33}, 0},
+    {"transpose", "transpose", run_transpose, 1, {{3, 37, 70}}, {3, 70, 37}, 0},
+    {"transpose_2d", "transpose", run_transpose, 1, {{65, 33}}, {33, 65}, 0},
 };
 
 /* Is the op named `name` in be's table? */
