@@ -17,9 +17,11 @@ static const char *top(void) {
     return t && *t ? t : ".";
 }
 
+/* A golden file: "name" under tests/fixtures/golden, or "/abs/path" as is. */
 static st_file *golden(const char *name) {
     char path[1024], err[LCM_ERRLEN];
-    snprintf(path, sizeof path, "%s/tests/fixtures/golden/%s.safetensors", top(), name);
+    if (name[0] == '/') snprintf(path, sizeof path, "%s", name);
+    else snprintf(path, sizeof path, "%s/tests/fixtures/golden/%s.safetensors", top(), name);
     st_file *f = st_open(path, err);
     CHECKF(f, "%s", err);
     return f;
@@ -49,7 +51,8 @@ static double rel_err(const tensor *got, const tensor *want) {
 
 static void check_text(const char *model_path, const char *component, const char *gname) {
     char err[LCM_ERRLEN], path[1024];
-    snprintf(path, sizeof path, "%s/%s", top(), model_path);
+    if (model_path[0] == '/') snprintf(path, sizeof path, "%s", model_path);
+    else snprintf(path, sizeof path, "%s/%s", top(), model_path);
     clip_text_model m;
     CHECKF(clip_text_load(&m, path, component, backend_default(), err) == 0, "%s", err);
     st_file *g = golden(gname);
@@ -89,7 +92,8 @@ TEST(text_encoder_b_with_projection) { check_text("tests/fixtures/models/text-b"
 
 static void check_vae(const char *model_path, const char *gname) {
     char err[LCM_ERRLEN], path[1024];
-    snprintf(path, sizeof path, "%s/%s", top(), model_path);
+    if (model_path[0] == '/') snprintf(path, sizeof path, "%s", model_path);
+    else snprintf(path, sizeof path, "%s/%s", top(), model_path);
     vae_model m;
     CHECKF(vae_load(&m, path, backend_default(), err) == 0, "%s", err);
     st_file *g = golden(gname);
@@ -114,7 +118,33 @@ static void check_vae(const char *model_path, const char *gname) {
 TEST(vae_tiny) { check_vae("tests/fixtures/tiny-sd", "vae-tiny"); }
 TEST(vae_b_three_blocks) { check_vae("tests/fixtures/models/vae-b", "vae-b"); }
 
+/* `make golden-full`: CLIP-L and the SD 1.5 VAE at their real sizes (random
+ * weights), written by scripts/reference/golden_full.py into
+ * $LCM_GOLDEN_FULL; skipped when that is not set. */
+static char full_dir[900];
+
+TEST(full_size_clip_l) {
+    char model[1024], g[1024];
+    snprintf(model, sizeof model, "%s/text_encoder", full_dir);
+    snprintf(g, sizeof g, "%s/golden/text.safetensors", full_dir);
+    check_text(model, NULL, g);
+}
+
+TEST(full_size_sd_vae) {
+    char model[1024], g[1024];
+    snprintf(model, sizeof model, "%s/vae", full_dir);
+    snprintf(g, sizeof g, "%s/golden/vae.safetensors", full_dir);
+    check_vae(model, g);
+}
+
 int main(void) {
+    const char *full = getenv("LCM_GOLDEN_FULL");
+    if (full && *full) {
+        snprintf(full_dir, sizeof full_dir, "%s", full);
+        RUN(full_size_clip_l);
+        RUN(full_size_sd_vae);
+        TEST_EXIT();
+    }
     RUN(text_encoder_tiny);
     RUN(text_encoder_b_with_projection);
     RUN(vae_tiny);
