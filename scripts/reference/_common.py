@@ -216,3 +216,27 @@ def tokenize(tok, captions):
     return tok(
         list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt"
     ).input_ids
+
+
+# --------------------------------------------------------------------------
+# Debian's torch 1.13 CPU baddbmm does not honour beta=0 for some small shapes:
+# with beta=0 it skips copying `input` into the result but still computes
+# result = beta * result + alpha * (b1 @ b2) over the UNINITIALISED result
+# buffer, so 0 * NaN garbage turns scores into NaN depending on what the
+# allocator hands back (seen as run-to-run differences and NaNs in the tiny
+# UNet goldens; diffusers' AttnProcessor, used without SDPA i.e. torch < 2,
+# calls baddbmm(torch.empty(...), q, k^T, beta=0, alpha=scale)). Passing a
+# zero input with beta=1 gives exactly the documented beta=0 result
+# (0 + alpha*acc is exact).
+_torch_baddbmm = torch.baddbmm
+
+
+def _baddbmm_beta0_safe(input, batch1, batch2, *, beta=1, alpha=1, out=None):
+    if beta == 0:
+        input, beta = torch.zeros_like(input), 1
+    if out is not None:
+        return _torch_baddbmm(input, batch1, batch2, beta=beta, alpha=alpha, out=out)
+    return _torch_baddbmm(input, batch1, batch2, beta=beta, alpha=alpha)
+
+
+torch.baddbmm = _baddbmm_beta0_safe
