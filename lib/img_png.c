@@ -24,6 +24,15 @@ static uint32_t be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
+/* The chunk type for messages: four letters, or "a" when it is garbage. */
+static const char *chunk_name(const uint8_t *type, char buf[5]) {
+    for (int i = 0; i < 4; i++)
+        if (!((type[i] | 0x20) >= 'a' && (type[i] | 0x20) <= 'z')) return "a";
+    memcpy(buf, type, 4);
+    buf[4] = 0;
+    return buf;
+}
+
 /* Verifies the CRC of every chunk before the first IDAT, as PIL does. */
 static int check_header_crcs(const uint8_t *d, size_t len, char *err) {
     size_t pos = 8;
@@ -31,10 +40,13 @@ static int check_header_crcs(const uint8_t *d, size_t len, char *err) {
         uint32_t n = be32(d + pos);
         const uint8_t *type = d + pos + 4;
         if (!memcmp(type, "IDAT", 4)) return 0;
-        if (pos + 12 > len || n > len - pos - 12) return seterr(err, "PNG: truncated %.4s chunk at byte %zu", type, pos);
+        char name[5];
+        if (pos + 12 > len || n > len - pos - 12)
+            return seterr(err, "PNG: truncated %s chunk at byte %zu", chunk_name(type, name), pos);
         uint32_t want = be32(d + pos + 8 + n);
         uint32_t got = (uint32_t)crc32(crc32(0L, Z_NULL, 0), type, n + 4);
-        if (got != want) return seterr(err, "PNG: broken %.4s chunk (CRC mismatch at byte %zu)", type, pos);
+        if (got != want)
+            return seterr(err, "PNG: broken %s chunk (CRC mismatch at byte %zu)", chunk_name(type, name), pos);
         pos += 12 + (size_t)n;
     }
     return seterr(err, "PNG: truncated before the image data");

@@ -87,6 +87,7 @@ def main():
     png = bytearray(open(j("rgb.png"), "rb").read())
     png[20] ^= 0x01  # inside IHDR: its CRC no longer matches
     open(j("bad_crc.png"), "wb").write(png)
+    write_png(j("bomb.png"), 20000, 10000, 0, 8, [b"\0" * 100])  # 200 Mpixel header, PIL's bomb limit
     png = open(j("rgb.png"), "rb").read()
     open(j("truncated.png"), "wb").write(png[: len(png) * 2 // 3])
 
