@@ -32,6 +32,36 @@ def write_png(path, w, h, color_type, depth, rows, plte=None):
         f.write(out)
 
 
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def pack(values, depth):
+    """One row of samples (uint8 array) packed MSB-first at depth bits."""
+    if depth == 8:
+        return values.tobytes()
+    per = 8 // depth
+    v = np.concatenate([values, np.zeros((-len(values)) % per, np.uint8)]).reshape(-1, per)
+    out = np.zeros(len(v), np.uint16)
+    for i in range(per):
+        out = out << depth | v[:, i]
+    return out.astype(np.uint8).tobytes()
+
+
+def write_adam7(path, pixels, color_type, depth):
+    """pixels: HxW (grey) or HxWx3 (RGB) uint8 samples, written interlaced."""
+    h, w = pixels.shape[:2]
+    raw = b""
+    for x0, y0, dx, dy in ADAM7:
+        sub = pixels[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue
+        raw += b"".join(b"\0" + pack(r.reshape(-1), depth) for r in sub)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 1))
+    out += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(out)
+
+
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
@@ -67,6 +97,14 @@ def main():
     idx = np.asarray(mid.convert("L"))  # indices 0..255 with only 64 PLTE entries
     plte = bytes(np.random.default_rng(1).integers(0, 256, 64 * 3, dtype=np.uint8))
     write_png(j("palette_oob.png"), w, h, 3, 8, [r.tobytes() for r in idx], plte)
+
+    write_adam7(j("adam7.png"), a[:, :699], 2, 8)  # odd width
+    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[:550, :] > 128).astype(np.uint8), 0, 1)
+    png = bytearray(open(j("rgb.png"), "rb").read())
+    at = png.index(b"IDAT") + 4
+    at += struct.unpack(">I", png[at - 8:at - 4])[0]
+    png[at] ^= 0xFF  # the first IDAT's CRC: PIL does not check it
+    open(j("bad_idat_crc.png"), "wb").write(png)
 
     mid.save(j("q90.jpg"), quality=90)
     mid.save(j("prog420.jpg"), quality=75, progressive=True, subsampling=2)
