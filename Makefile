@@ -23,7 +23,7 @@ CUDA_ARCH ?= 80 90
 # mixes objects built with different flags.
 BUILD := build/$(if $(filter 1,$(CUDA)),cuda,cpu)$(if $(filter 1,$(SANITIZE)),-asan)
 
-PKGS      := msgpack libarchive libcurl libwebp libpng libcjson openblas
+PKGS      := msgpack libarchive libcurl libwebp libwebpdemux libpng zlib libcjson openblas
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljpeg
 

@@ -1,0 +1,53 @@
+/* img_decode.c - format detection and dispatch to the JPEG/PNG/WebP decoders. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "img_decode.h"
+#include "util.h"
+
+static const uint8_t png_signature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+img_format img_sniff(const uint8_t *d, size_t len) {
+    if (len >= 3 && d[0] == 0xff && d[1] == 0xd8 && d[2] == 0xff) return IMG_JPEG;
+    if (len >= 8 && !memcmp(d, png_signature, 8)) return IMG_PNG;
+    if (len >= 12 && !memcmp(d, "RIFF", 4) && !memcmp(d + 8, "WEBP", 4)) return IMG_WEBP;
+    return IMG_UNKNOWN;
+}
+
+const char *img_format_name(img_format f) {
+    switch (f) {
+    case IMG_JPEG: return "JPEG";
+    case IMG_PNG: return "PNG";
+    case IMG_WEBP: return "WebP";
+    default: return "unknown";
+    }
+}
+
+int img_check_size(long long w, long long h, char *err) {
+    if (w <= 0 || h <= 0) return seterr(err, "image has an empty size %lldx%lld", w, h);
+    if (w * h > IMG_MAX_PIXELS)
+        return seterr(err, "image too large: %lldx%lld = %lld pixels exceeds the limit of %lld (decompression bomb)", w,
+                      h, w * h, IMG_MAX_PIXELS);
+    return 0;
+}
+
+void rgb_image_free(rgb_image *im) {
+    free(im->pix);
+    im->pix = NULL;
+    im->width = im->height = 0;
+}
+
+int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
+               int *stored_h, char *err) {
+    memset(out, 0, sizeof *out);
+    int rc;
+    switch (img_sniff(data, len)) {
+    case IMG_JPEG:
+        return img_decode_jpeg(data, len, opts ? opts->fast_min_short : 0, out, stored_w, stored_h, err);
+    case IMG_PNG: rc = img_decode_png(data, len, out, err); break;
+    case IMG_WEBP: rc = img_decode_webp(data, len, out, err); break;
+    default: return seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
+    }
+    if (rc == 0) *stored_w = out->width, *stored_h = out->height;
+    return rc;
+}

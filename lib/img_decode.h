@@ -1,0 +1,51 @@
+/* img_decode.h - JPEG, PNG and WebP bytes to 8-bit RGB, the way PIL's
+ * Image.open(...).convert("RGB") does it (data-reference.md §8).
+ *
+ * The format is detected from the bytes, never from a file extension. Only
+ * JPEG, PNG and WebP are decoded; anything else (GIF, BMP, TIFF ...) is an
+ * error, where PIL would open it. Every decoder is re-entrant, so worker
+ * threads may call img_decode concurrently. */
+#ifndef LCM_IMG_DECODE_H
+#define LCM_IMG_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* PIL's DecompressionBombError threshold: 2 x Image.MAX_IMAGE_PIXELS. An image
+ * with more pixels than this is refused from its header, before decoding. */
+#define IMG_MAX_PIXELS 178956970LL
+
+typedef struct rgb_image {
+    int width, height;
+    uint8_t *pix; /* width*height*3 bytes, rows top to bottom, RGB */
+} rgb_image;
+
+typedef enum img_format { IMG_UNKNOWN, IMG_JPEG, IMG_PNG, IMG_WEBP } img_format;
+
+typedef struct img_decode_opts {
+    /* 0: decode at full size (PIL parity). N > 0: a JPEG may be decoded with
+     * libjpeg's DCT scaling (1/2, 1/4, 1/8) as long as its shorter side stays
+     * >= N. Faster, but no longer identical to PIL. */
+    int fast_min_short;
+} img_decode_opts;
+
+img_format img_sniff(const uint8_t *data, size_t len);
+const char *img_format_name(img_format f);
+
+/* Decodes data into out (out->pix is malloc'ed; free with rgb_image_free).
+ * *stored_w, *stored_h receive the size the file declares (which differs from
+ * out's size only under fast decoding). Returns 0, or -1 with err set. */
+int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
+               int *stored_h, char *err);
+void rgb_image_free(rgb_image *im);
+
+/* The decoders behind img_decode; same contract. */
+int img_decode_jpeg(const uint8_t *data, size_t len, int fast_min_short, rgb_image *out, int *stored_w,
+                    int *stored_h, char *err);
+int img_decode_png(const uint8_t *data, size_t len, rgb_image *out, char *err);
+int img_decode_webp(const uint8_t *data, size_t len, rgb_image *out, char *err);
+
+/* The size check every decoder makes from the header. */
+int img_check_size(long long w, long long h, char *err);
+
+#endif

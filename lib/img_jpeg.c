@@ -1,0 +1,132 @@
+/* img_jpeg.c - JPEG decoding with libjpeg-turbo, byte-identical to PIL.
+ *
+ * PIL leaves libjpeg at its defaults (ISLOW IDCT, fancy upsampling, block
+ * smoothing, scale 1/1) and only picks the output colour space from the
+ * component count, so this decoder does the same. PIL aborts on libjpeg
+ * errors and ignores warnings, except that its data source never invents an
+ * EOI marker: running out of data is an error there, so here the warning
+ * libjpeg's memory source gives for it (JWRN_JPEG_EOF) is one too. */
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+
+#include "img_decode.h"
+#include "util.h"
+
+typedef struct jpeg_failure {
+    struct jpeg_error_mgr mgr;
+    jmp_buf jump;
+    char msg[JMSG_LENGTH_MAX];
+} jpeg_failure;
+
+static void on_jpeg_error(j_common_ptr c) {
+    jpeg_failure *f = (jpeg_failure *)c->err;
+    c->err->format_message(c, f->msg);
+    longjmp(f->jump, 1);
+}
+
+static void on_jpeg_message(j_common_ptr c, int level) {
+    if (level == -1 && c->err->msg_code == JWRN_JPEG_EOF) {
+        jpeg_failure *f = (jpeg_failure *)c->err;
+        snprintf(f->msg, sizeof f->msg, "image file is truncated");
+        longjmp(f->jump, 1);
+    }
+}
+
+/* PIL reads every 4-component JPEG as Adobe-inverted CMYK and converts it
+ * with R = k - MULDIV255(255 - c, k) (and G, B likewise), where c, m, y, k are
+ * libjpeg's raw bytes. */
+static uint8_t muldiv255(unsigned a, unsigned b) {
+    unsigned t = a * b + 128;
+    return (uint8_t)((t + (t >> 8)) >> 8);
+}
+
+static void cmyk_row_to_rgb(const uint8_t *in, uint8_t *out, int width) {
+    for (int x = 0; x < width; x++, in += 4, out += 3) {
+        unsigned k = in[3];
+        for (int ch = 0; ch < 3; ch++) {
+            int v = (int)k - muldiv255(255u - in[ch], k);
+            out[ch] = (uint8_t)(v < 0 ? 0 : v);
+        }
+    }
+}
+
+static void grey_row_to_rgb(const uint8_t *in, uint8_t *out, int width) {
+    for (int x = 0; x < width; x++, out += 3) out[0] = out[1] = out[2] = in[x];
+}
+
+/* The largest DCT scaling 1/d whose output keeps the shorter side >= min_short. */
+static int fast_denominator(int w, int h, int min_short) {
+    for (int d = 8; d > 1; d /= 2) {
+        int sw = (w + d - 1) / d, sh = (h + d - 1) / d;
+        if ((sw < sh ? sw : sh) >= min_short) return d;
+    }
+    return 1;
+}
+
+typedef struct jpeg_job {
+    struct jpeg_decompress_struct cinfo;
+    jpeg_failure fail;
+    uint8_t *row;
+    rgb_image *out;
+} jpeg_job;
+
+static int decode(jpeg_job *j, const uint8_t *data, size_t len, int fast_min_short, int *stored_w, int *stored_h,
+                  char *err) {
+    struct jpeg_decompress_struct *ci = &j->cinfo;
+    jpeg_mem_src(ci, data, (unsigned long)len);
+    jpeg_read_header(ci, TRUE);
+    *stored_w = (int)ci->image_width, *stored_h = (int)ci->image_height;
+    if (img_check_size(ci->image_width, ci->image_height, err)) return -1;
+    int comps = ci->num_components;
+    if (comps == 1) ci->out_color_space = JCS_GRAYSCALE;
+    else if (comps == 3) ci->out_color_space = JCS_RGB;
+    else if (comps == 4) ci->out_color_space = JCS_CMYK;
+    else return seterr(err, "cannot handle %d-layer JPEG images", comps);
+    if (fast_min_short > 0) {
+        ci->scale_num = 1;
+        ci->scale_denom = (unsigned)fast_denominator(*stored_w, *stored_h, fast_min_short);
+    }
+    jpeg_start_decompress(ci);
+    int w = (int)ci->output_width, h = (int)ci->output_height;
+    j->out->pix = xmalloc((size_t)w * (size_t)h * 3);
+    j->out->width = w, j->out->height = h;
+    j->row = xmalloc((size_t)w * (size_t)ci->output_components);
+    while (ci->output_scanline < ci->output_height) {
+        uint8_t *dst = j->out->pix + (size_t)ci->output_scanline * (size_t)w * 3;
+        JSAMPROW rows[1] = {comps == 3 ? dst : j->row};
+        jpeg_read_scanlines(ci, rows, 1);
+        if (comps == 1) grey_row_to_rgb(j->row, dst, w);
+        else if (comps == 4) cmyk_row_to_rgb(j->row, dst, w);
+    }
+    jpeg_finish_decompress(ci);
+    return 0;
+}
+
+int img_decode_jpeg(const uint8_t *data, size_t len, int fast_min_short, rgb_image *out, int *stored_w,
+                    int *stored_h, char *err) {
+    /* Heap state: everything longjmp may skip over lives behind one pointer
+     * that is never reassigned after setjmp. */
+    jpeg_job *j = xcalloc(1, sizeof *j);
+    j->out = out;
+    volatile int rc = -1;
+    j->cinfo.err = jpeg_std_error(&j->fail.mgr);
+    j->fail.mgr.error_exit = on_jpeg_error;
+    j->fail.mgr.emit_message = on_jpeg_message;
+    if (setjmp(j->fail.jump)) {
+        seterr(err, "JPEG: %s", j->fail.msg);
+        rgb_image_free(out);
+    } else {
+        jpeg_create_decompress(&j->cinfo);
+        rc = decode(j, data, len, fast_min_short, stored_w, stored_h, err);
+        if (rc) rgb_image_free(out);
+    }
+    jpeg_destroy_decompress(&j->cinfo);
+    free(j->row);
+    free(j);
+    return rc;
+}

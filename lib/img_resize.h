@@ -1,0 +1,25 @@
+/* img_resize.h - PIL's Image.resize for 8-bit RGB images, bit for bit
+ * (data-reference.md §9): separable two-pass convolution with PIL's filters,
+ * 22-bit fixed-point weights and an 8-bit intermediate image, and PIL's
+ * affine point sampling for NEAREST. */
+#ifndef LCM_IMG_RESIZE_H
+#define LCM_IMG_RESIZE_H
+
+#include "img_decode.h"
+
+typedef enum resample_filter {
+    RESAMPLE_NEAREST, RESAMPLE_BOX, RESAMPLE_BILINEAR, RESAMPLE_HAMMING, RESAMPLE_BICUBIC, RESAMPLE_LANCZOS
+} resample_filter;
+
+/* "bilinear", "bicubic", "lanczos", "box", "hamming", "nearest"; -1 if unknown. */
+int resample_filter_parse(const char *name);
+const char *resample_filter_name(resample_filter f);
+
+/* Resizes in to out_w x out_h into *out (malloc'ed). Same size: a copy. */
+void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out);
+
+/* torchvision's Resize(R) size rule for an int size: the shorter side becomes
+ * R, the longer int(R * long / short). */
+void resize_target(int w, int h, int r, int *out_w, int *out_h);
+
+#endif

@@ -1,0 +1,59 @@
+/* img_webp.c - WebP decoding with libwebp, as PIL does it.
+ *
+ * PIL decodes through WebPAnimDecoder with default options: straight (not
+ * premultiplied) RGBA, fancy upsampling, no dithering. For a still image that
+ * equals WebPDecodeRGB with the default configuration; the alpha channel is
+ * dropped without compositing, like convert("RGB"). An animated file gives
+ * its first frame composed on a transparent-black canvas, so only those go
+ * through the animation decoder. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <webp/decode.h>
+#include <webp/demux.h>
+
+#include "img_decode.h"
+#include "util.h"
+
+static int first_frame(const uint8_t *data, size_t len, rgb_image *out, char *err) {
+    WebPData blob = {data, len};
+    WebPAnimDecoderOptions opt;
+    if (!WebPAnimDecoderOptionsInit(&opt)) return seterr(err, "WebP: libwebp version mismatch");
+    opt.color_mode = MODE_RGBA;
+    WebPAnimDecoder *dec = WebPAnimDecoderNew(&blob, &opt);
+    if (!dec) return seterr(err, "WebP: cannot parse the animation");
+    WebPAnimInfo info;
+    uint8_t *canvas = NULL;
+    int ts, rc = -1;
+    if (!WebPAnimDecoderGetInfo(dec, &info)) {
+        seterr(err, "WebP: cannot read the animation header");
+    } else if (img_check_size(info.canvas_width, info.canvas_height, err) == 0) {
+        if (!WebPAnimDecoderGetNext(dec, &canvas, &ts)) {
+            seterr(err, "WebP: cannot decode the first frame");
+        } else {
+            size_t n = (size_t)info.canvas_width * info.canvas_height;
+            out->width = (int)info.canvas_width, out->height = (int)info.canvas_height;
+            out->pix = xmalloc(n * 3);
+            for (size_t i = 0; i < n; i++) memcpy(out->pix + 3 * i, canvas + 4 * i, 3);
+            rc = 0;
+        }
+    }
+    WebPAnimDecoderDelete(dec);
+    return rc;
+}
+
+int img_decode_webp(const uint8_t *data, size_t len, rgb_image *out, char *err) {
+    WebPBitstreamFeatures feat;
+    VP8StatusCode st = WebPGetFeatures(data, len, &feat);
+    if (st != VP8_STATUS_OK) return seterr(err, "WebP: cannot read the header (libwebp status %d)", (int)st);
+    if (feat.has_animation) return first_frame(data, len, out, err);
+    if (img_check_size(feat.width, feat.height, err)) return -1;
+    int w = 0, h = 0;
+    uint8_t *rgb = WebPDecodeRGB(data, len, &w, &h);
+    if (!rgb) return seterr(err, "WebP: cannot decode the image (corrupt or truncated)");
+    out->width = w, out->height = h;
+    out->pix = xmalloc((size_t)w * (size_t)h * 3);
+    memcpy(out->pix, rgb, (size_t)w * (size_t)h * 3);
+    WebPFree(rgb);
+    return 0;
+}

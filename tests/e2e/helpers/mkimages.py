@@ -1,0 +1,134 @@
+#!/usr/bin/python3
+"""Makes the test images of img-prep.bats in OUTDIR from real photos (the
+lomiri-wallpapers-16.04 package): PIL-written JPEG/PNG/WebP variants and a few
+PNG layouts PIL cannot write (16-bit colour, 4-bit grey, palette indices
+beyond PLTE), written by a minimal encoder here, plus corrupt files.
+
+usage: mkimages.py OUTDIR
+"""
+import os
+import struct
+import sys
+import zlib
+
+import numpy as np
+from PIL import Image
+
+PHOTOS = "/usr/share/backgrounds"
+
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def write_png(path, w, h, color_type, depth, rows, plte=None):
+    """rows: list of raw row bytes (without the filter byte)."""
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 0))
+    if plte is not None:
+        out += chunk(b"PLTE", plte)
+    out += chunk(b"IDAT", zlib.compress(b"".join(b"\0" + r for r in rows)))
+    out += chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+ADAM7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)]
+
+
+def pack(values, depth):
+    """One row of samples (uint8 array) packed MSB-first at depth bits."""
+    if depth == 8:
+        return values.tobytes()
+    per = 8 // depth
+    v = np.concatenate([values, np.zeros((-len(values)) % per, np.uint8)]).reshape(-1, per)
+    out = np.zeros(len(v), np.uint16)
+    for i in range(per):
+        out = out << depth | v[:, i]
+    return out.astype(np.uint8).tobytes()
+
+
+def write_adam7(path, pixels, color_type, depth):
+    """pixels: HxW (grey) or HxWx3 (RGB) uint8 samples, written interlaced."""
+    h, w = pixels.shape[:2]
+    raw = b""
+    for x0, y0, dx, dy in ADAM7:
+        sub = pixels[y0::dy, x0::dx]
+        if sub.shape[0] == 0 or sub.shape[1] == 0:
+            continue
+        raw += b"".join(b"\0" + pack(r.reshape(-1), depth) for r in sub)
+    out = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, depth, color_type, 0, 0, 1))
+    out += chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    with open(path, "wb") as f:
+        f.write(out)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    j = lambda n: os.path.join(out, n)
+    src = Image.open(os.path.join(PHOTOS, "Picture_1A_by_freespace.jpg")).convert("RGB")
+    mid = src.resize((700, 551), Image.LANCZOS)        # landscape, downscaled to 512 short side
+    small = src.resize((300, 236), Image.BICUBIC)      # upscaled by img-prep
+    tall = src.crop((200, 0, 733, 1074)).resize((333, 671), Image.BILINEAR)  # portrait, odd sizes
+    a = np.asarray(mid)
+    h, w = a.shape[:2]
+
+    mid.save(j("rgb.png"))
+    small.save(j("small.png"))
+    tall.save(j("tall.png"))
+    mid.convert("L").save(j("grey.png"))
+    mid.convert("1").save(j("bilevel.png"))
+    alpha = (np.add.outer(np.arange(h), np.arange(w)) % 256).astype(np.uint8)  # includes 0: transparent
+    Image.fromarray(np.dstack([a, alpha])).save(j("rgba.png"))
+    Image.fromarray(np.dstack([np.asarray(mid.convert("L")), alpha])).save(j("la.png"))
+    pal = mid.quantize(200)
+    pal.save(j("palette.png"))
+    pal.save(j("palette_trns.png"), transparency=3)
+    grey16 = (np.asarray(mid.convert("L")).astype(np.uint16) * 3).astype(np.uint16)  # spans 0..765: clipping shows
+    Image.fromarray(grey16, "I;16").save(j("grey16.png"))
+    # PNG layouts PIL cannot write.
+    rgb16 = a.astype(">u2") * 257 + np.arange(w, dtype=">u2")[None, :, None] % 200
+    write_png(j("rgb16.png"), w, h, 2, 16, [r.tobytes() for r in rgb16.astype(">u2")])
+    rgba16 = np.dstack([rgb16, (alpha.astype(">u2") * 257)[..., None]]).astype(">u2")
+    write_png(j("rgba16.png"), w, h, 6, 16, [r.tobytes() for r in rgba16])
+    g4 = (np.asarray(mid.convert("L")) >> 4).astype(np.uint8)
+    g4 = g4[:, : w - w % 2]
+    write_png(j("grey4.png"), g4.shape[1], h, 0, 4, [(r[0::2] << 4 | r[1::2]).tobytes() for r in g4])
+    idx = np.asarray(mid.convert("L"))  # indices 0..255 with only 64 PLTE entries
+    plte = bytes(np.random.default_rng(1).integers(0, 256, 64 * 3, dtype=np.uint8))
+    write_png(j("palette_oob.png"), w, h, 3, 8, [r.tobytes() for r in idx], plte)
+
+    write_adam7(j("adam7.png"), a[:, :699], 2, 8)  # odd width
+    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[:550, :] > 128).astype(np.uint8), 0, 1)
+    png = bytearray(open(j("rgb.png"), "rb").read())
+    at = png.index(b"IDAT") + 4
+    at += struct.unpack(">I", png[at - 8:at - 4])[0]
+    png[at] ^= 0xFF  # the first IDAT's CRC: PIL does not check it
+    open(j("bad_idat_crc.png"), "wb").write(png)
+
+    mid.save(j("q90.jpg"), quality=90)
+    mid.save(j("prog420.jpg"), quality=75, progressive=True, subsampling=2)
+    tall.save(j("tall422.jpg"), quality=85, subsampling=1)
+    mid.convert("L").save(j("grey.jpg"), quality=85)
+    mid.convert("CMYK").save(j("cmyk.jpg"), quality=90)
+    mid.save(j("lossy.webp"), quality=80)
+    mid.save(j("lossless.webp"), lossless=True)
+    Image.fromarray(np.dstack([a, alpha])).save(j("alpha.webp"), quality=80)
+    Image.fromarray(np.dstack([a, alpha])).save(j("alpha_lossless.webp"), lossless=True)
+    mid.save(j("anim.webp"), save_all=True, append_images=[small.resize((700, 551))], duration=100)
+    mid.save(j("photo.gif"))
+
+    good = open(j("q90.jpg"), "rb").read()
+    open(j("truncated.jpg"), "wb").write(good[: len(good) // 2])
+    open(j("no_eoi.jpg"), "wb").write(good[:-2])
+    open(j("garbage.png"), "wb").write(b"\x89PNG\r\n\x1a\n" + bytes(np.random.default_rng(2).integers(0, 256, 4000, dtype=np.uint8)))
+    png = bytearray(open(j("rgb.png"), "rb").read())
+    png[20] ^= 0x01  # inside IHDR: its CRC no longer matches
+    open(j("bad_crc.png"), "wb").write(png)
+    write_png(j("bomb.png"), 20000, 10000, 0, 8, [b"\0" * 100])  # 200 Mpixel header, PIL's bomb limit
+    png = open(j("rgb.png"), "rb").read()
+    open(j("truncated.png"), "wb").write(png[: len(png) * 2 // 3])
+
+
+if __name__ == "__main__":
+    main()
