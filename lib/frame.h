@@ -19,6 +19,7 @@
 #include "tensor.h"
 
 #define FRAME_DEFAULT_MAX_RECORD ((size_t)1 << 31)
+#define FRAME_MAX_KEYS 65536 /* keys per record; duplicates are refused */
 
 typedef enum fv_kind {
     FV_NIL, FV_BOOL, FV_INT, FV_UINT, FV_FLOAT, FV_STR, FV_BIN, FV_TENSOR, FV_ARRAY, FV_MAP, FV_EXT

@@ -7,6 +7,7 @@
  * trusted; a record larger than max_record is refused. */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,12 +213,21 @@ static int try_tensor(cursor *c, frame_value *v, char *why) {
         seterr(why, "tensor map without %s", !have_dtype ? "dtype" : !have_shape ? "shape" : "data");
         return P_ERR;
     }
-    /* Element count times item size must equal the data length; both are
-     * bounded (shape entries < 2^40, data < max_record) so check in steps. */
-    uint64_t count = 1;
+    /* Element count times item size must equal the data length. A zero
+     * dimension makes the count 0 whatever the others are, but code that
+     * multiplies the shape out in int64 (shape_numel) must not overflow on
+     * the way, so the product of the non-zero dimensions is bounded too. */
+    uint64_t count = 1, nonzero = 1;
     for (int d = 0; d < t.ndim; d++) {
-        if (t.shape[d] && count > UINT64_MAX / 16 / (uint64_t)t.shape[d]) count = UINT64_MAX / 16;
-        else count *= (uint64_t)t.shape[d];
+        uint64_t dim = (uint64_t)t.shape[d];
+        if (!dim) { count = 0; continue; }
+        if (nonzero > (uint64_t)INT64_MAX / 16 / dim) {
+            c->err_at = (size_t)(v->raw - c->buf);
+            seterr(why, "tensor shape has too many elements");
+            return P_ERR;
+        }
+        nonzero *= dim;
+        count *= dim;
     }
     if (count * dtype_size(t.dtype) != t.nbytes) {
         c->err_at = (size_t)(v->raw - c->buf);
@@ -249,6 +259,34 @@ void frame_copy(frame *dst, const frame *src) {
     dst->offset = src->offset;
 }
 
+/* Duplicate keys are refused: readers would disagree on which value counts
+ * (frame_get takes the first, a Python dict keeps the last) and passing the
+ * record through would silently drop one. Small records are scanned; larger
+ * ones use a hash table of entry indices (slots hold index + 1). */
+#define DUP_SCAN_MAX 16
+
+static uint64_t key_hash(const char *k, size_t n) {
+    uint64_t h = 1469598103934665603u; /* FNV-1a */
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint8_t)k[i]) * 1099511628211u;
+    return h;
+}
+
+static int same_key(const frame_entry *e, const char *k, size_t n) { return e->key_len == n && !memcmp(e->key, k, n); }
+
+/* Adds entry i (already in f->entries) to the index; 0 if its key is new. */
+static int key_seen(const frame *f, int i, uint32_t *table, size_t mask) {
+    const frame_entry *e = &f->entries[i];
+    if (!table) {
+        for (int j = 0; j < i; j++)
+            if (same_key(&f->entries[j], e->key, e->key_len)) return 1;
+        return 0;
+    }
+    for (size_t s = key_hash(e->key, e->key_len) & mask;; s = (s + 1) & mask) {
+        if (!table[s]) { table[s] = (uint32_t)i + 1; return 0; }
+        if (same_key(&f->entries[table[s] - 1], e->key, e->key_len)) return 1;
+    }
+}
+
 long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_record, size_t *need, char *err, size_t *err_at) {
     cursor c = {.buf = buf, .len = len, .max = max_record, .err = err};
     frame_value top;
@@ -257,10 +295,19 @@ long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_recor
     int rc = parse_header(&c, &top, &n);
     if (rc == P_OK && top.kind != FV_MAP) rc = fail(&c, 0, "record is not a msgpack map%s", "");
     if (rc == P_OK && n > c.max) rc = fail(&c, 0, "map count larger than the record limit%s", "");
+    /* The entry table costs ~128 bytes per key against 2 bytes of input: a
+     * bound on keys keeps a hostile record from turning into a huge table. */
+    if (rc == P_OK && n > FRAME_MAX_KEYS) rc = fail(&c, 0, "record has more keys than the limit (%s)", "65536");
     if (rc == P_OK) rc = want(&c, (size_t)n * 2);
     if (rc == P_OK && n > (uint64_t)f->cap) {
         f->cap = (int)n;
         f->entries = xrealloc(f->entries, sizeof(frame_entry) * (size_t)n);
+    }
+    uint32_t *table = NULL;
+    size_t mask = 0;
+    if (rc == P_OK && n > DUP_SCAN_MAX) {
+        while (mask < 2 * n) mask = mask * 2 + 1;
+        table = xcalloc(mask + 1, sizeof *table);
     }
     for (uint64_t i = 0; rc == P_OK && i < n; i++) {
         frame_value key;
@@ -270,6 +317,12 @@ long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_recor
         frame_entry *e = &f->entries[f->n];
         e->key = key.v.bytes.ptr;
         e->key_len = key.v.bytes.len;
+        if (key_seen(f, f->n, table, mask)) {
+            c.err_at = key_at;
+            snprintf(err, LCM_ERRLEN, "duplicate key '%.*s'", (int)(e->key_len > 64 ? 64 : e->key_len), e->key);
+            rc = P_ERR;
+            break;
+        }
         if ((rc = parse_any(&c, &e->value, 1))) break;
         if (e->value.kind == FV_MAP) {
             char why[LCM_ERRLEN];
@@ -280,6 +333,7 @@ long long frame_parse(frame *f, const uint8_t *buf, size_t len, size_t max_recor
         }
         f->n++;
     }
+    free(table);
     if (rc == P_MORE) { *need = c.need; return 0; }
     if (rc == P_ERR) { *err_at = c.err_at; return -1; }
     f->size = c.pos;
@@ -380,7 +434,12 @@ void frame_reader_close(frame_reader *r) {
     free(r);
 }
 
-/* Reads until at least `need` unconsumed bytes are buffered or the input ends. */
+/* Reads until at least `need` unconsumed bytes are buffered or the input ends,
+ * then goes on reading while more is ready at once (poll without waiting) and
+ * the buffer has room. frame_read parses a record from its start each time it
+ * is incomplete; without this, a record arriving in many small pieces would be
+ * re-parsed once per piece, quadratic in its size. Now it is re-parsed once
+ * per wait on the producer or per doubling of the buffer. */
 static int fill(frame_reader *r, size_t need) {
     if (r->start > 0) { /* the previous record's views are dead now: compact */
         memmove(r->buf, r->buf + r->start, r->end - r->start);
@@ -397,7 +456,11 @@ static int fill(frame_reader *r, size_t need) {
         r->buf = nb;
         r->cap = cap;
     }
-    while (r->end < need && !r->eof) {
+    while (!r->eof && r->end < r->cap) {
+        if (r->end >= need) {
+            struct pollfd p = {.fd = r->fd, .events = POLLIN};
+            if (poll(&p, 1, 0) != 1) break;
+        }
         ssize_t got = read(r->fd, r->buf + r->end, r->cap - r->end);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) return seterr(r->err, "%s: read error at byte %llu: %s", r->name, (unsigned long long)(r->base + r->end), strerror(errno));
