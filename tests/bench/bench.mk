@@ -1,0 +1,17 @@
+# Benchmarks: each runs lcm-tools and the Python reference in the same run
+# and prints both figures and their ratio; results go to tests/bench/RESULTS.md
+# by hand, with the machine. Included by the Makefile.
+
+BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+
+$(BUILD)/bench/%: tests/bench/%.c $(LIBA)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
+
+.PHONY: bench bench-encoders
+bench: bench-encoders
+
+bench-encoders: all $(BUILD)/bench/bench_encoders
+	scripts/reference/setup
+	BENCH_BIN=$(BUILD)/bench/bench_encoders tests/bench/run-encoders
