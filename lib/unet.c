@@ -51,7 +51,8 @@ static void init_param(const params *ps, param *p, rng *r) {
     const param *w = p;
     size_t len = strlen(p->name);
     if (p->value.ndim == 1 && len > 5 && !strcmp(p->name + len - 5, ".bias")) {
-        char *wname = xstrdup(p->name);
+        char *wname = xmalloc(len + 3);
+        memcpy(wname, p->name, len - 5);
         strcpy(wname + len - 5, ".weight");
         w = params_find(ps, wname);
         free(wname);
