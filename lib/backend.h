@@ -59,6 +59,8 @@ typedef struct backend_ops {
     void (*copy_channels)(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels);
     void (*scale_shift)(tensor *y, const tensor *x, const tensor *ss);
     void (*scale_shift_backward)(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
+    void (*adamw)(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p);
+    double (*sumsq)(const tensor *x);
 } backend_ops;
 
 /* The names of backend_ops' members, in order (for messages and the harness). */

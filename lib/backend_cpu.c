@@ -123,6 +123,8 @@ static const backend cpu = {
         .copy_channels = cpu_copy_channels,
         .scale_shift = cpu_scale_shift,
         .scale_shift_backward = cpu_scale_shift_backward,
+        .adamw = cpu_adamw,
+        .sumsq = cpu_sumsq,
     },
 };
 

@@ -54,4 +54,7 @@ void cpu_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t s
 void cpu_scale_shift(tensor *y, const tensor *x, const tensor *ss);
 void cpu_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
 
+void cpu_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p);
+double cpu_sumsq(const tensor *x);
+
 #endif

@@ -449,3 +449,15 @@ void op_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const ten
     need_shape("scale_shift_backward", "dss", dss, 2, ss->shape);
     if (dx || dss) OP(dy, scale_shift_backward)(dx, dss, x, ss, dy);
 }
+
+void op_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p) {
+    check_elementwise("adamw", param, grad, m);
+    check_elementwise("adamw", param, v, NULL);
+    if (p.step < 1) die("adamw: step %lld (steps count from 1)", (long long)p.step);
+    OP(param, adamw)(param, grad, m, v, p);
+}
+
+double op_sumsq(const tensor *x) {
+    need_f32("sumsq", x);
+    return OP(x, sumsq)(x);
+}

@@ -144,4 +144,15 @@ void op_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t sr
 void op_scale_shift(tensor *y, const tensor *x, const tensor *ss);
 void op_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
 
+/* One AdamW step as torch.optim.AdamW takes it (decoupled weight decay,
+ * bias corrections for step >= 1), over flat buffers of one shape. */
+typedef struct adamw_params {
+    float lr, beta1, beta2, eps, weight_decay;
+    int64_t step;
+} adamw_params;
+void op_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p);
+
+/* Sum of squares, accumulated in double (gradient norms). */
+double op_sumsq(const tensor *x);
+
 #endif
