@@ -135,8 +135,7 @@ static int parse_sequence(const char *s, size_t len, strlist *out, char *err) {
             commas++;
         }
     }
-    if (depth != 0) return seterr(err, "unbalanced braces in '%.*s'", (int)len, s);
-    if (!commas) return 0;
+    if (depth != 0 || !commas) return 0; /* the caller keeps the group literal */
     return parse_pattern(s + start, len - start, out, err) ? -1 : 1;
 }
 
@@ -165,7 +164,11 @@ static void free_items(items *it) {
     free(it->v);
 }
 
-/* Appends the cartesian product of the items to out, leftmost slowest. */
+static void unescape(char *s);
+
+/* Appends the cartesian product of the items to out, leftmost slowest.
+ * braceexpand strips escapes each time it joins a product (_flatten), so
+ * text inside nested groups loses one level of backslashes per level. */
 static int product(const items *it, strlist *out, char *err) {
     size_t total = 1;
     for (size_t i = 0; i < it->n; i++) {
@@ -178,7 +181,9 @@ static int product(const items *it, strlist *out, char *err) {
         size_t len = 0;
         for (size_t i = 0; i < it->n; i++) len += strlen(it->v[i].v[idx[i]]);
         char *s = xmalloc(len + 1), *p = s;
+        *p = 0;
         for (size_t i = 0; i < it->n; i++) p = stpcpy(p, it->v[i].v[idx[i]]);
+        unescape(s);
         strlist_push(out, s);
         for (size_t i = it->n; i-- > 0;) { /* odometer: the rightmost item turns fastest */
             if (++idx[i] < it->v[i].n) break;
@@ -242,7 +247,6 @@ int brace_expand(const char *pattern, strlist *out, char *err) {
         while (out->n > first) free(out->v[--out->n]);
         return -1;
     }
-    for (size_t i = first; i < out->n; i++) unescape(out->v[i]);
     return 0;
 }
 

@@ -8,12 +8,14 @@
 
 #include "util.h"
 
-/* A name without '/' that starts and ends with "__", or whose first path
- * component is such a name (at least 4 characters: ^__[^/]*__($|/)). */
+/* webdataset's two tests: a name without '/' that starts and ends with "__"
+ * (so "__" and "___" too), or a first path component matching ^__[^/]*__
+ * (at least 4 characters). */
 int wds_is_metadata(const char *name) {
     if (strncmp(name, "__", 2)) return 0;
     const char *slash = strchr(name, '/');
     size_t first = slash ? (size_t)(slash - name) : strlen(name);
+    if (!slash && first >= 2 && name[first - 1] == '_' && name[first - 2] == '_') return 1;
     return first >= 4 && name[first - 1] == '_' && name[first - 2] == '_';
 }
 
