@@ -72,7 +72,7 @@ static la_ssize_t tar_read_cb(struct archive *a, void *ud, const void **out) {
     return k;
 }
 
-static struct archive *tar_open(tar_input *in, char *err) {
+static struct archive *tar_open(tar_input *in, const char *url, char *err) {
     struct archive *a = archive_read_new();
     if (!a) die("cannot initialise libarchive");
     /* The compressions libarchive decodes itself; none of the filters that
@@ -85,7 +85,8 @@ static struct archive *tar_open(tar_input *in, char *err) {
     archive_read_support_filter_lz4(a);
     archive_read_support_format_tar(a);
     if (archive_read_open(a, in, NULL, tar_read_cb, NULL) != ARCHIVE_OK) {
-        seterr(err, "%s", in->failed ? in->err : archive_error_string(a));
+        if (in->failed) seterr(err, "%s", in->err);
+        else seterr(err, "%s: not a tar archive: %s", url, archive_error_string(a));
         archive_read_free(a);
         return NULL;
     }
@@ -143,13 +144,15 @@ static void flush_sample(tar_state *t) {
     t->h->emit(t->h->ctx, it);
 }
 
-static int damage(tar_state *t, struct archive *a, tar_input *in, const char *member, char *err) {
+/* member: the member whose data is damaged, or NULL for a bad header, which
+ * starts at header_at (a byte offset in the uncompressed tar stream). */
+static int damage(tar_state *t, struct archive *a, tar_input *in, const char *member, long long header_at, char *err) {
     const char *why = in->failed ? in->err : archive_error_string(a);
     if (!why) why = "unknown error";
     if (member)
         seterr(err, "%s: member '%s' (header at byte %lld): %s", t->url, member, (long long)archive_read_header_position(a), why);
     else
-        seterr(err, "%s: at byte %lld: %s", t->url, (long long)archive_filter_bytes(a, 0), why);
+        seterr(err, "%s: header at byte %lld: %s", t->url, header_at, why);
     t->res->dropped_partial = t->cur.n > 0;
     wds_sample_clear(&t->cur);
     return -1;
@@ -158,9 +161,12 @@ static int damage(tar_state *t, struct archive *a, tar_input *in, const char *me
 static int tar_members(tar_state *t, struct archive *a, tar_input *in, const wds_read_opts *o, char *err) {
     struct archive_entry *e;
     for (;;) {
+        /* The previous member's data has been read; its padding to the
+         * next 512-byte block is consumed with the next header. */
+        long long next_header = (archive_filter_bytes(a, 0) + 511) / 512 * 512;
         int rc = archive_read_next_header(a, &e);
         if (rc == ARCHIVE_EOF) return 0;
-        if (rc < ARCHIVE_WARN) return damage(t, a, in, NULL, err);
+        if (rc != ARCHIVE_OK && rc != ARCHIVE_WARN) return damage(t, a, in, NULL, next_header, err); /* RETRY too: a bad checksum */
         const char *name = archive_entry_pathname(e);
         size_t key_len;
         const char *ext;
@@ -173,7 +179,7 @@ static int tar_members(tar_state *t, struct archive *a, tar_input *in, const wds
         int got = member_data(a, e, o->max_member, &data, &len);
         if (got < 0) {
             char *copy = xstrdup(name);
-            damage(t, a, in, copy, err);
+            damage(t, a, in, copy, 0, err);
             t->res->dropped_partial = 1; /* at least the sample this member began or continued */
             free(copy);
             free(lext);
@@ -196,7 +202,7 @@ int wds_read_tar(wds_source *src, const char *url, const wds_read_opts *o, const
     tar_input *in = xcalloc(1, sizeof *in);
     in->src = src;
     memset(res, 0, sizeof *res);
-    struct archive *a = tar_open(in, err);
+    struct archive *a = tar_open(in, url, err);
     if (!a) {
         free(in);
         return -1;

@@ -48,6 +48,38 @@ struct wds_source {
 
 static wds_source *open_sources;
 
+/* Process groups of running pipe: commands, for the signal handler (which
+ * must not walk heap lists). */
+#define MAX_CHILDREN 64
+static volatile sig_atomic_t child_groups[MAX_CHILDREN];
+
+static void remember_child(pid_t pid, int add) {
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (add ? child_groups[i] == 0 : child_groups[i] == pid) {
+            child_groups[i] = add ? pid : 0;
+            return;
+        }
+}
+
+/* Interrupted: stop the commands we started, then die of the same signal. */
+static void on_fatal_signal(int sig) {
+    for (int i = 0; i < MAX_CHILDREN; i++)
+        if (child_groups[i] > 0) kill(-(pid_t)child_groups[i], SIGTERM);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+void wds_source_install_signal_cleanup(void) {
+    static const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_fatal_signal;
+        sigemptyset(&sa.sa_mask);
+        sigaction(sigs[i], &sa, NULL);
+    }
+}
+
 void wds_source_opts_default(wds_source_opts *o) {
     o->retries = 5;
     o->retry_delay = 1;
@@ -140,7 +172,10 @@ static wds_source *open_pipe(const char *url, const char *cmd, char *err) {
     sigemptyset(&dflt);
     sigaddset(&dflt, SIGPIPE);
     posix_spawnattr_setsigdefault(&attr, &dflt);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF);
+    /* Its own process group, so that stopping it early also stops whatever
+     * the shell started (cat x | zcat, cmd; sleep ...). */
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
     char *argv[] = {"sh", "-c", (char *)cmd, NULL};
     pid_t pid;
     int rc = posix_spawn(&pid, "/bin/sh", &fa, &attr, argv, environ);
@@ -155,6 +190,7 @@ static wds_source *open_pipe(const char *url, const char *cmd, char *err) {
     s->fd = fds[0];
     s->owns_fd = 1;
     s->pid = pid;
+    remember_child(pid, 1);
     return s;
 }
 
@@ -164,6 +200,7 @@ static int reap(wds_source *s, char *err) {
     int st;
     pid_t r;
     while ((r = waitpid(s->pid, &st, 0)) < 0 && errno == EINTR) {}
+    remember_child(s->pid, 0);
     s->pid = 0;
     if (r < 0) return seterr(err, "%s: waitpid: %s", s->url, strerror(errno));
     if (WIFEXITED(st) && (WEXITSTATUS(st) == 0 || WEXITSTATUS(st) == 141)) return 0;
@@ -398,8 +435,9 @@ void wds_source_close(wds_source *s) {
     unlink_source(s);
     if (s->owns_fd && s->fd >= 0) close(s->fd);
     if (s->kind == SRC_PIPE && s->pid) { /* stopped early: the command is not needed any more */
-        kill(s->pid, SIGTERM);
+        kill(-s->pid, SIGTERM);
         while (waitpid(s->pid, NULL, 0) < 0 && errno == EINTR) {}
+        remember_child(s->pid, 0);
     }
     net_free(s->net);
     free(s->url);

@@ -48,5 +48,8 @@ uint64_t wds_source_offset(const wds_source *s);
 void wds_source_close(wds_source *s);
 /* Closes every source still open (for atexit on an early exit). */
 void wds_source_cleanup(void);
+/* On SIGINT, SIGTERM and SIGHUP, stops running pipe: commands (each runs in
+ * its own process group) before dying of the signal. */
+void wds_source_install_signal_cleanup(void);
 
 #endif

@@ -1,12 +1,14 @@
 #!/usr/bin/python3
 """Prints the frames on stdin one line per record, for the bats tests.
 
-  frames.py [--no-url] [--keys]
+  frames.py [--no-url] [--keys] [--dump DIR]
 
 Each line: the __key__, the __url__ (unless --no-url), then every other
 entry as name:type:length:sha1-prefix, in record order. --keys prints only
-the keys. Exits 1 if the stream is not a sequence of msgpack maps."""
+the keys. --dump DIR also writes each binary entry to DIR/N.KEY.EXT
+(N the record number). Exits 1 if the stream is not a sequence of msgpack maps."""
 import hashlib
+import os
 import sys
 
 import msgpack
@@ -24,9 +26,16 @@ def describe(name, value):
 def main():
     args = sys.argv[1:]
     unpacker = msgpack.Unpacker(sys.stdin.buffer, raw=False, strict_map_key=False, max_buffer_size=1 << 31)
-    for record in unpacker:
+    dump = args[args.index("--dump") + 1] if "--dump" in args else None
+    for n, record in enumerate(unpacker):
         if not isinstance(record, dict):
             sys.exit("frames.py: a record is not a map")
+        if dump:
+            for k, v in record.items():
+                if isinstance(v, bytes):
+                    name = "%d.%s.%s" % (n, str(record.get("__key__")).replace("/", "_"), k)
+                    with open(os.path.join(dump, name), "wb") as f:
+                        f.write(v)
         key = record.get("__key__")
         if "--keys" in args:
             print(key)
