@@ -376,11 +376,10 @@ wds_source *wds_source_open(const char *url, const wds_source_opts *o, char *err
     }
     if (scheme_is(url, n, "pipe")) return open_pipe(url, rest, err);
     if (scheme_is(url, n, "gs")) {
-        char *cmd = xmalloc(strlen(url) + 64);
-        sprintf(cmd, "exec gsutil cat '%s'", url);
-        wds_source *s = strchr(url, '\'') ? (seterr(err, "%s: quote in URL", url), NULL) : open_pipe(url, cmd, err);
-        free(cmd);
-        return s;
+        char cmd[8192];
+        if (strchr(url, '\'') || strlen(url) > sizeof cmd - 32) return seterr(err, "%s: cannot pass this URL to gsutil", url), NULL;
+        snprintf(cmd, sizeof cmd, "exec gsutil cat '%s'", url);
+        return open_pipe(url, cmd, err);
     }
     static const char *const net_schemes[] = {"http", "https", "ftp", "ftps", "sftp", "scp", NULL};
     for (const char *const *p = net_schemes; *p; p++)
