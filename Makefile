@@ -44,7 +44,7 @@ CU_SRC   := $(sort $(wildcard kernels/*.cu))
 ifeq ($(CUDA),1)
 CFLAGS   += -DLCM_CUDA
 CU_OBJ   := $(CU_SRC:kernels/%.cu=$(BUILD)/kernels/%.o)
-LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart -lstdc++
 NVFLAGS  := -O2 -std=c++17 -Ilib -DLCM_CUDA $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
             -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fPIC
 endif
