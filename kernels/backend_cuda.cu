@@ -220,8 +220,8 @@ static const backend cuda_backend = {
         cuda_sum,                          /* sum (backend_cuda.cu) */
         cuda_linear,                       /* linear (linear.cu) */
         cuda_linear_backward,              /* linear_backward (linear.cu) */
-        cuda_conv2d,                       /* conv2d (conv.cu) */
-        cuda_conv2d_backward,              /* conv2d_backward (conv.cu) */
+        CUDA_CONV2D,                       /* conv2d (conv.cu; NULL without cuDNN) */
+        CUDA_CONV2D_BACKWARD,              /* conv2d_backward (conv.cu; NULL without cuDNN) */
         cuda_group_norm,                   /* group_norm (norm.cu) */
         cuda_group_norm_backward,          /* group_norm_backward (norm.cu) */
         cuda_layer_norm,                   /* layer_norm (norm.cu) */

@@ -17,6 +17,8 @@
  * the extra pad is not a multiple of the stride.) */
 #include "cuda_common.h"
 
+#ifdef LCM_CUDNN
+
 typedef struct conv_key {
     int n, c, h, w, k, r, s, stride, pad_top, pad_left, pad_bottom, pad_right;
 } conv_key;
@@ -242,3 +244,5 @@ void cuda_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, c
         }
     }
 }
+
+#endif /* LCM_CUDNN */

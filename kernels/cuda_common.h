@@ -15,7 +15,9 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#ifdef LCM_CUDNN /* the Makefile defines it where scripts/find-cudnn finds cuDNN */
 #include <cudnn.h>
+#endif
 #include <stdint.h>
 #include <string.h>
 
@@ -36,12 +38,14 @@ extern "C" {
         if (s_ != CUBLAS_STATUS_SUCCESS) die("cublas: %s: status %d (%s:%d)", #call, (int)s_, __FILE__, __LINE__);  \
     } while (0)
 
+#ifdef LCM_CUDNN
 #define CUDNN_CHECK(call)                                                                                           \
     do {                                                                                                            \
         cudnnStatus_t s_ = (call);                                                                                  \
         if (s_ != CUDNN_STATUS_SUCCESS)                                                                             \
             die("cudnn: %s: %s (%s:%d)", #call, cudnnGetErrorString(s_), __FILE__, __LINE__);                       \
     } while (0)
+#endif
 
 /* After a kernel launch: a bad configuration shows here, a fault at the next sync. */
 #define LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
@@ -68,7 +72,9 @@ static inline const float *CF(const tensor *t) { return t ? (const float *)t->da
 
 /* Library handles, created on first use, bound to the default stream. */
 cublasHandle_t cuda_cublas(void);
+#ifdef LCM_CUDNN
 cudnnHandle_t cuda_cudnn(void);
+#endif
 
 /* Grow-only device scratch, one buffer per slot so that an op can hold
  * several at once. Growing frees the old buffer (cudaFree waits for the
@@ -147,6 +153,14 @@ void cuda_broadcast_add(float *y, const float *x, const float *v, int64_t n, int
 /* ---- the ops (one file per concern) ---- */
 void cuda_linear(tensor *y, const tensor *x, const tensor *w, const tensor *b);
 void cuda_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy);
+/* conv.cu; without cuDNN the table leaves conv2d NULL (reported as skipped). */
+#ifdef LCM_CUDNN
+#define CUDA_CONV2D cuda_conv2d
+#define CUDA_CONV2D_BACKWARD cuda_conv2d_backward
+#else
+#define CUDA_CONV2D NULL
+#define CUDA_CONV2D_BACKWARD NULL
+#endif
 void cuda_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b, conv2d_params p);
 void cuda_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
                           conv2d_params p);

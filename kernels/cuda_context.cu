@@ -13,11 +13,13 @@ cublasHandle_t cuda_cublas(void) {
     return h;
 }
 
+#ifdef LCM_CUDNN
 cudnnHandle_t cuda_cudnn(void) {
     static cudnnHandle_t h;
     if (!h) CUDNN_CHECK(cudnnCreate(&h));
     return h;
 }
+#endif
 
 void *cuda_scratch(enum scratch_slot slot, size_t bytes) {
     static void *buffer[SCRATCH_SLOTS];
