@@ -252,6 +252,9 @@ static const backend cuda_backend = {
         NULL, /* loss_backward */
         cuda_embedding,
         cuda_transpose,
+        NULL, /* copy_channels */
+        NULL, /* scale_shift */
+        NULL, /* scale_shift_backward */
     },
 };
 
