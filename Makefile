@@ -53,6 +53,14 @@ CU_OBJ   := $(CU_SRC:kernels/%.cu=$(BUILD)/kernels/%.o)
 LDLIBS   += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
 NVFLAGS  := -O2 -std=c++17 -Ilib -DLCM_CUDA $(foreach a,$(CUDA_ARCH),-gencode arch=compute_$(a),code=sm_$(a)) \
             -Xcompiler -Wall,-Wextra,-Wno-unused-parameter,-fPIC
+# cuDNN (CUDA conv2d) where scripts/find-cudnn finds one: "include-dir lib-dir".
+ifndef CUDNN_DIRS
+CUDNN_DIRS := $(shell scripts/find-cudnn $(CUDA_HOME))
+endif
+ifneq ($(CUDNN_DIRS),)
+NVFLAGS  += -DLCM_CUDNN -I$(word 1,$(CUDNN_DIRS))
+LDLIBS   += -L$(word 2,$(CUDNN_DIRS)) -Wl,-rpath,$(word 2,$(CUDNN_DIRS)) -l:libcudnn.so.9
+endif
 endif
 LIBA     := $(BUILD)/liblcm.a
 

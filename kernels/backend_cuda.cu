@@ -1,48 +1,40 @@
-/* backend_cuda.cu - the CUDA backend: cuBLAS for GEMMs, small kernels for the
- * elementwise ops. Every op here is checked against the CPU backend by the op
- * harness (tests/unit/test_ops.c), which runs on any machine with a GPU. */
-#include <cublas_v2.h>
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-#include <cuda_runtime.h>
+/* backend_cuda.cu - the CUDA backend: memory, the probe, the basic ops
+ * (elementwise kernels, cuBLAS GEMM, sum, embedding, transpose) and the op
+ * table. The neural-network ops live one concern per file (linear.cu,
+ * conv.cu, norm.cu, act.cu, attention.cu, upsample.cu, timestep.cu,
+ * reduce.cu, loss.cu; kernels/README.md lists them). Every op is checked
+ * against the CPU backend by the op harness (tests/unit/test_ops.c), which
+ * runs its CUDA cases on any machine with a GPU (scripts/gpu-check). */
 #include <stdio.h>
 #include <stdlib.h>
 
-extern "C" {
-#include "backend.h"
-#include "util.h"
-}
+#include "cuda_common.h"
 
-#define CUDA_CHECK(call)                                                                      \
-    do {                                                                                      \
-        cudaError_t e_ = (call);                                                              \
-        if (e_ != cudaSuccess) die("cuda: %s: %s (%s:%d)", #call, cudaGetErrorString(e_), __FILE__, __LINE__); \
-    } while (0)
+__global__ void k_probe(int *flag) { *flag = 1; }
 
-#define CUBLAS_CHECK(call)                                                                    \
-    do {                                                                                      \
-        cublasStatus_t s_ = (call);                                                           \
-        if (s_ != CUBLAS_STATUS_SUCCESS) die("cublas: %s: status %d (%s:%d)", #call, (int)s_, __FILE__, __LINE__); \
-    } while (0)
-
-static cublasHandle_t cublas_handle(void) {
-    static cublasHandle_t h;
-    if (!h) CUBLAS_CHECK(cublasCreate(&h));
-    return h;
-}
-
-static int blocks_for(int64_t n) {
-    int64_t b = (n + 255) / 256;
-    return (int)(b > 65535 * 8 ? 65535 * 8 : (b ? b : 1));
-}
-
-#define GRID_STRIDE(i, n) for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
-
+/* Usable means: a device, and this build's kernels run on it (the fat binary
+ * holds SASS for CUDA_ARCH only; another architecture fails the test launch
+ * with "no kernel image"). On success err, when given, gets a one-line
+ * description of the device: "cuda: NAME (sm_XY, N GiB)". */
 static int cuda_probe(char *err) {
-    int count = 0;
+    int count = 0, dev = 0, *flag = NULL, seen = 0;
     cudaError_t e = cudaGetDeviceCount(&count);
     if (e != cudaSuccess) return seterr(err, "no usable CUDA device (%s)", cudaGetErrorString(e));
     if (count == 0) return seterr(err, "no CUDA device");
+    cudaDeviceProp prop;
+    if ((e = cudaGetDevice(&dev)) != cudaSuccess || (e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess ||
+        (e = cudaMalloc(&flag, sizeof *flag)) != cudaSuccess)
+        return seterr(err, "CUDA device unusable (%s)", cudaGetErrorString(e));
+    k_probe<<<1, 1>>>(flag);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaMemcpy(&seen, flag, sizeof seen, cudaMemcpyDeviceToHost);
+    cudaFree(flag);
+    if (e != cudaSuccess || !seen)
+        return seterr(err, "%s (sm_%d%d) cannot run this build's kernels (%s)", prop.name, prop.major, prop.minor,
+                      e != cudaSuccess ? cudaGetErrorString(e) : "the test kernel did not run");
+    if (err)
+        snprintf(err, LCM_ERRLEN, "cuda: %s (sm_%d%d, %.0f GiB)", prop.name, prop.major, prop.minor,
+                 (double)prop.totalGlobalMem / (1 << 30));
     return 0;
 }
 
@@ -145,7 +137,7 @@ static void cuda_silu_backward(tensor *dx, const tensor *x, const tensor *dy) {
 static void cuda_gemm(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans_b, float alpha, float beta) {
     int m = (int)c->shape[0], n = (int)c->shape[1];
     int k = (int)(trans_a ? a->shape[0] : a->shape[1]);
-    CUBLAS_CHECK(cublasSgemm(cublas_handle(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
+    CUBLAS_CHECK(cublasSgemm(cuda_cublas(), trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, n, m, k,
                              &alpha, (const float *)b->data, (int)b->shape[1], (const float *)a->data, (int)a->shape[1], &beta,
                              (float *)c->data, n));
 }
@@ -210,48 +202,50 @@ static void cuda_transpose(tensor *y, const tensor *x) {
 }
 
 static const backend cuda_backend = {
-    "cuda",
-    cuda_probe,
-    cuda_alloc,
-    cuda_free,
-    cuda_upload,
-    cuda_download,
-    cuda_synchronize,
-    {
-        cuda_fill,
-        cuda_convert,
-        cuda_axpby,
-        cuda_mul,
-        cuda_silu,
-        cuda_silu_backward,
-        cuda_gemm,
-        cuda_sum,
-        /* Not yet on CUDA: ops.c dies naming the op, test_ops.c reports each as SKIP. */
-        NULL, /* linear */
-        NULL, /* linear_backward */
-        NULL, /* conv2d */
-        NULL, /* conv2d_backward */
-        NULL, /* group_norm */
-        NULL, /* group_norm_backward */
-        NULL, /* layer_norm */
-        NULL, /* layer_norm_backward */
-        NULL, /* activation */
-        NULL, /* activation_backward */
-        NULL, /* geglu */
-        NULL, /* geglu_backward */
-        NULL, /* softmax */
-        NULL, /* softmax_backward */
-        NULL, /* attention */
-        NULL, /* attention_backward */
-        NULL, /* upsample_nearest */
-        NULL, /* upsample_nearest_backward */
-        NULL, /* timestep_embedding */
-        NULL, /* add_broadcast */
-        NULL, /* add_broadcast_backward */
-        NULL, /* loss */
-        NULL, /* loss_backward */
-        cuda_embedding,
-        cuda_transpose,
+    "cuda",                                /* name */
+    cuda_probe,                            /* probe */
+    cuda_alloc,                            /* alloc */
+    cuda_free,                             /* free */
+    cuda_upload,                           /* upload */
+    cuda_download,                         /* download */
+    cuda_synchronize,                      /* synchronize */
+    {   /* ops: positional, in the order of backend_ops in lib/backend.h */
+        cuda_fill,                         /* fill (backend_cuda.cu) */
+        cuda_convert,                      /* convert (backend_cuda.cu) */
+        cuda_axpby,                        /* axpby (backend_cuda.cu) */
+        cuda_mul,                          /* mul (backend_cuda.cu) */
+        cuda_silu,                         /* silu (backend_cuda.cu) */
+        cuda_silu_backward,                /* silu_backward (backend_cuda.cu) */
+        cuda_gemm,                         /* gemm (backend_cuda.cu) */
+        cuda_sum,                          /* sum (backend_cuda.cu) */
+        cuda_linear,                       /* linear (linear.cu) */
+        cuda_linear_backward,              /* linear_backward (linear.cu) */
+        CUDA_CONV2D,                       /* conv2d (conv.cu; NULL without cuDNN) */
+        CUDA_CONV2D_BACKWARD,              /* conv2d_backward (conv.cu; NULL without cuDNN) */
+        cuda_group_norm,                   /* group_norm (norm.cu) */
+        cuda_group_norm_backward,          /* group_norm_backward (norm.cu) */
+        cuda_layer_norm,                   /* layer_norm (norm.cu) */
+        cuda_layer_norm_backward,          /* layer_norm_backward (norm.cu) */
+        cuda_activation,                   /* activation (act.cu) */
+        cuda_activation_backward,          /* activation_backward (act.cu) */
+        cuda_geglu,                        /* geglu (act.cu) */
+        cuda_geglu_backward,               /* geglu_backward (act.cu) */
+        cuda_softmax,                      /* softmax (act.cu) */
+        cuda_softmax_backward,             /* softmax_backward (act.cu) */
+        cuda_attention,                    /* attention (attention.cu) */
+        cuda_attention_backward,           /* attention_backward (attention.cu) */
+        cuda_upsample_nearest,             /* upsample_nearest (upsample.cu) */
+        cuda_upsample_nearest_backward,    /* upsample_nearest_backward (upsample.cu) */
+        cuda_timestep_embedding,           /* timestep_embedding (timestep.cu) */
+        cuda_add_broadcast,                /* add_broadcast (reduce.cu) */
+        cuda_add_broadcast_backward,       /* add_broadcast_backward (reduce.cu) */
+        cuda_loss,                         /* loss (loss.cu) */
+        cuda_loss_backward,                /* loss_backward (loss.cu) */
+        cuda_embedding,                    /* embedding (backend_cuda.cu) */
+        cuda_transpose,                    /* transpose (backend_cuda.cu) */
+        NULL,                              /* copy_channels (not yet on CUDA) */
+        NULL,                              /* scale_shift (not yet on CUDA) */
+        NULL,                              /* scale_shift_backward (not yet on CUDA) */
     },
 };
 

@@ -7,6 +7,7 @@
 #define LCM_CPU_NN_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "ops.h"
 
@@ -14,6 +15,29 @@
  * that ops allocate only until they have seen their largest shapes. One op
  * at a time per calling thread: an op must not call another that uses it. */
 float *cpu_workspace(size_t nfloats);
+
+/* exp(x) in plain float arithmetic that vectorises inside `omp simd` loops
+ * (no library call): Cody-Waite reduction by ln 2, SLEEF's degree-7
+ * polynomial, scaling by 2^n through the exponent bits; within 2 ulp.
+ * Underflows to exactly 0 below -87.3 (so exp(-inf) = 0), saturates at 88.7. */
+static inline float cpu_expf(float x) {
+    float xc = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
+    float s = xc - n * 0.693145751953125f;
+    s = s - n * 1.428606765330187045e-06f;
+    float u = 0.000198527617612853646278381f;
+    u = u * s + 0.00139304355252534151077271f;
+    u = u * s + 0.00833336077630519866943359f;
+    u = u * s + 0.0416664853692054748535156f;
+    u = u * s + 0.166666671633720397949219f;
+    u = u * s + 0.5f;
+    u = 1.0f + (s * s * u + s);
+    union {
+        int32_t i;
+        float f;
+    } scale = {.i = ((int32_t)n + 127) << 23};
+    return x < -87.3f ? 0.0f : u * scale.f;
+}
 
 /* Threads that OpenMP loops of this call may use. */
 int cpu_threads(void);

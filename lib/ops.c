@@ -138,6 +138,7 @@ void op_linear(tensor *y, const tensor *x, const tensor *w, const tensor *b) {
 }
 
 void op_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy) {
+    if (!dy) die("linear_backward: dy is needed");
     check_linear("linear_backward", x, w, db);
     need_rows_like("linear_backward", "dy", dy, x, w->shape[0]);
     need_shape("linear_backward", "dx", dx, x->ndim, x->shape);
@@ -178,6 +179,7 @@ void op_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b, con
 void op_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
                         conv2d_params p) {
     int64_t ys[4];
+    if (!dy) die("conv2d_backward: dy is needed");
     check_conv2d("conv2d_backward", x, w, db, p, ys);
     need_shape("conv2d_backward", "dy", dy, 4, ys);
     need_shape("conv2d_backward", "dx", dx, 4, x->shape);

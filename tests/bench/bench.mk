@@ -1,9 +1,10 @@
 # Benchmarks: each runs lcm-tools and the Python reference in the same run
 # and prints both figures and their ratio; results go to tests/bench/RESULTS.md
-# by hand, with the machine. Included by the Makefile.
+# by hand, with the machine. Included by the Makefile. Every tests/bench/*.c
+# becomes the program $(BUILD)/bench/NAME.
 
-BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
-BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+BENCHES   := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIBA) Makefile
 	@mkdir -p $(dir $@)

@@ -22,13 +22,39 @@
 
 static uint64_t rng_state = 0x2545f4914f6cdd1dull;
 
+/* Everything a test allocates is kept here and released after it, pass or fail. */
+static tensor *owned_tensors[256];
+static void *owned_blocks[64];
+static int n_owned_tensors, n_owned_blocks;
+
+static tensor *own(tensor *t) {
+    if (n_owned_tensors == 256) die("test_nn: too many tensors in one test");
+    return owned_tensors[n_owned_tensors++] = t;
+}
+
+static void *own_block(void *p) {
+    if (n_owned_blocks == 64) die("test_nn: too many blocks in one test");
+    return owned_blocks[n_owned_blocks++] = p;
+}
+
+static void release_all(void) {
+    while (n_owned_tensors) tensor_free(owned_tensors[--n_owned_tensors]);
+    while (n_owned_blocks) free(owned_blocks[--n_owned_blocks]);
+}
+
+#define RUN_AND_RELEASE(name) \
+    do {                      \
+        RUN(name);            \
+        release_all();        \
+    } while (0)
+
 static float frand(void) { /* uniform in [-1, 1) */
     rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
     return (float)((rng_state >> 40) * (1.0 / (1 << 23)) - 1.0);
 }
 
 static tensor *random_tensor(int ndim, const int64_t *shape, float scale) {
-    tensor *t = tensor_new(NULL, DT_F32, ndim, shape);
+    tensor *t = own(tensor_new(NULL, DT_F32, ndim, shape));
     float *p = t->data;
     for (int64_t i = 0; i < tensor_numel(t); i++) p[i] = scale * frand();
     return t;
@@ -36,13 +62,13 @@ static tensor *random_tensor(int ndim, const int64_t *shape, float scale) {
 #define RT(scale, ...) random_tensor((int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}, scale)
 
 static tensor *zeros_like(const tensor *t) {
-    tensor *z = tensor_new(NULL, DT_F32, t->ndim, t->shape);
+    tensor *z = own(tensor_new(NULL, DT_F32, t->ndim, t->shape));
     op_fill(z, 0);
     return z;
 }
 
 static tensor *filled_like(const tensor *t, float v) {
-    tensor *z = tensor_new(NULL, DT_F32, t->ndim, t->shape);
+    tensor *z = own(tensor_new(NULL, DT_F32, t->ndim, t->shape));
     op_fill(z, v);
     return z;
 }
@@ -61,16 +87,14 @@ typedef struct acc_grad {
 } acc_grad;
 
 static acc_grad acc_grad_for(const tensor *param) {
-    acc_grad a = {tensor_new(NULL, DT_F32, param->ndim, param->shape), NULL};
+    acc_grad a = {own(tensor_new(NULL, DT_F32, param->ndim, param->shape)), NULL};
     for (int64_t i = 0; i < tensor_numel(a.g); i++) F(a.g)[i] = frand();
-    a.start = tensor_clone(a.g, NULL, DT_F32);
+    a.start = own(tensor_clone(a.g, NULL, DT_F32));
     return a;
 }
 
 static tensor *grad_added(acc_grad *a) {
     op_axpby(a->g, 1.0f, a->g, -1.0f, a->start);
-    tensor_free(a->start);
-    a->start = NULL;
     return a->g;
 }
 
@@ -109,7 +133,7 @@ static double max_err_vs(const float *a, const double *b, int64_t n) {
     return worst / scale;
 }
 
-static double *dalloc(int64_t n) { return xcalloc((size_t)n, sizeof(double)); }
+static double *dalloc(int64_t n) { return own_block(xcalloc((size_t)n, sizeof(double))); }
 
 /* ---------------- linear ---------------- */
 
@@ -144,7 +168,6 @@ TEST(linear) {
     l.b = NULL;
     linear_fwd(&l);
     CHECK(max_err_vs(F(l.y), want, 24) < FWD_TOL);
-    free(want);
 }
 
 /* ---------------- conv2d ---------------- */
@@ -187,10 +210,9 @@ static void check_conv(const char *name, tensor *x, tensor *w, int with_bias, co
     conv_ctx k = {NULL, x, w, with_bias ? RT(1, w->shape[0]) : NULL, p};
     int64_t ys[4];
     double *want = naive_conv(x, w, k.b, p, ys);
-    k.y = tensor_new(NULL, DT_F32, 4, ys);
+    k.y = own(tensor_new(NULL, DT_F32, 4, ys));
     conv_fwd(&k);
     double e = max_err_vs(F(k.y), want, tensor_numel(k.y));
-    free(want);
     CHECKF(e < FWD_TOL, "%s: forward off by %.3g", name, e);
     tensor *r = random_tensor(4, ys, 1), *dx = filled_like(x, 7);
     acc_grad dw = acc_grad_for(w), db = with_bias ? acc_grad_for(k.b) : (acc_grad){0};
@@ -198,7 +220,6 @@ static void check_conv(const char *name, tensor *x, tensor *w, int with_bias, co
     CHECK_GRAD(name, conv_fwd, &k, k.y, r, k.x, dx);
     CHECK_GRAD(name, conv_fwd, &k, k.y, r, k.w, grad_added(&dw));
     if (with_bias) CHECK_GRAD(name, conv_fwd, &k, k.y, r, k.b, grad_added(&db));
-    tensor_free(k.y), tensor_free(r), tensor_free(dx), tensor_free(dw.g), tensor_free(k.b), tensor_free(db.g);
 }
 
 TEST(conv2d_3x3_pad1) { check_conv("3x3 pad 1", RT(1, 2, 3, 7, 6), RT(1, 4, 3, 3, 3), 1, conv2d_same_pad(1, 1)); }
@@ -220,7 +241,7 @@ TEST(conv2d_banded_large) {
     conv2d_params p = conv2d_same_pad(1, 1);
     int64_t ys[4];
     double *want = naive_conv(x, w, b, p, ys);
-    tensor *y = tensor_new(NULL, DT_F32, 4, ys);
+    tensor *y = own(tensor_new(NULL, DT_F32, 4, ys));
     op_conv2d(y, x, w, b, p);
     double e = max_err_vs(F(y), want, tensor_numel(y));
     CHECKF(e < FWD_TOL, "forward off by %.3g", e);
@@ -242,10 +263,8 @@ TEST(conv2d_banded_large) {
                         }
             }
     double ew = max_err_vs(F(dw), dw_want, tensor_numel(w)), ex = max_err_vs(F(dx), dx_want, tensor_numel(x));
-    free(want), free(dw_want), free(dx_want);
     /* dW sums 16640 products per element: f32 GEMM error grows with that length. */
     CHECKF(ew < 1e-4 && ex < FWD_TOL, "backward off: dw %.3g, dx %.3g", ew, ex);
-    tensor_free(x), tensor_free(w), tensor_free(b), tensor_free(y), tensor_free(r), tensor_free(dx), tensor_free(dw);
 }
 
 /* ---------------- group norm ---------------- */
@@ -285,7 +304,6 @@ static void check_group_norm(const char *name, int silu, int affine) {
         }
     }
     double e = max_err_vs(F(g.y), want, tensor_numel(g.x));
-    free(want);
     CHECKF(e < FWD_TOL, "%s: forward off by %.3g", name, e);
     tensor *r = RT(1, N, C, H, W), *dx = filled_like(g.x, 7);
     acc_grad dg = affine ? acc_grad_for(g.gamma) : (acc_grad){0}, db = affine ? acc_grad_for(g.beta) : (acc_grad){0};
@@ -367,7 +385,6 @@ TEST(activations) {
         tensor *r = RT(1, 2, 3, 5), *dx = filled_like(k.x, 7);
         op_activation_backward(dx, k.x, r, k.a);
         CHECK_GRAD(names[a], act_fwd, &k, k.y, r, k.x, dx);
-        tensor_free(k.x), tensor_free(k.y), tensor_free(r), tensor_free(dx);
     }
 }
 
@@ -464,7 +481,6 @@ static naive_attn naive_attention(const tensor *q, const tensor *k, const tensor
                 }
             }
         }
-    free(P), free(dP);
     return a;
 }
 
@@ -501,7 +517,6 @@ static void check_attention(const char *name, attn_ctx a, int with_fd) {
         CHECK_GRAD(name, attn_fwd, &a, a.out, r, a.k, dk);
         CHECK_GRAD(name, attn_fwd, &a, a.out, r, a.v, dv);
     }
-    free(want.out), free(want.lse), free(want.dq), free(want.dk), free(want.dv);
 }
 
 TEST(attention_small) { check_attention("attention", make_attention(2, 5, 7, 3, 4, 3, 0), 1); }
@@ -593,7 +608,7 @@ static void check_broadcast(const char *name, int per_image) {
     op_add_broadcast_backward(dv.g, r);
     CHECK_GRAD(name, bc_fwd, &k, k.y, r, k.v, grad_added(&dv));
     /* In place: y = x. */
-    tensor *x2 = tensor_clone(k.x, NULL, DT_F32);
+    tensor *x2 = own(tensor_clone(k.x, NULL, DT_F32));
     op_add_broadcast(x2, x2, k.v);
     for (int64_t i = 0; i < 120; i++) CHECK(F(x2)[i] == F(k.y)[i]);
 }
@@ -637,33 +652,33 @@ TEST(loss_mse) { check_loss("mse", LOSS_MSE, 0); }
 TEST(loss_pseudo_huber) { check_loss("pseudo-huber", LOSS_PSEUDO_HUBER, 0.1f); }
 
 int main(void) {
-    RUN(linear);
-    RUN(conv2d_3x3_pad1);
-    RUN(conv2d_3x3_stride2_odd);
-    RUN(conv2d_vae_downsample_pad);
-    RUN(conv2d_1x1);
-    RUN(conv2d_1x1_no_bias);
-    RUN(conv2d_2x3_uneven_pad);
-    RUN(conv2d_stride3_big_pad);
-    RUN(conv2d_banded_large);
-    RUN(group_norm);
-    RUN(group_norm_silu);
-    RUN(group_norm_no_affine);
-    RUN(layer_norm);
-    RUN(activations);
-    RUN(geglu);
-    RUN(softmax);
-    RUN(attention_small);
-    RUN(attention_causal_small);
-    RUN(attention_blocked);
-    RUN(attention_causal_blocked);
-    RUN(upsample_nearest_x2);
-    RUN(upsample_nearest_to_size);
-    RUN(timestep_embedding_golden);
-    RUN(timestep_embedding_options);
-    RUN(add_broadcast_channel);
-    RUN(add_broadcast_image_channel);
-    RUN(loss_mse);
-    RUN(loss_pseudo_huber);
+    RUN_AND_RELEASE(linear);
+    RUN_AND_RELEASE(conv2d_3x3_pad1);
+    RUN_AND_RELEASE(conv2d_3x3_stride2_odd);
+    RUN_AND_RELEASE(conv2d_vae_downsample_pad);
+    RUN_AND_RELEASE(conv2d_1x1);
+    RUN_AND_RELEASE(conv2d_1x1_no_bias);
+    RUN_AND_RELEASE(conv2d_2x3_uneven_pad);
+    RUN_AND_RELEASE(conv2d_stride3_big_pad);
+    RUN_AND_RELEASE(conv2d_banded_large);
+    RUN_AND_RELEASE(group_norm);
+    RUN_AND_RELEASE(group_norm_silu);
+    RUN_AND_RELEASE(group_norm_no_affine);
+    RUN_AND_RELEASE(layer_norm);
+    RUN_AND_RELEASE(activations);
+    RUN_AND_RELEASE(geglu);
+    RUN_AND_RELEASE(softmax);
+    RUN_AND_RELEASE(attention_small);
+    RUN_AND_RELEASE(attention_causal_small);
+    RUN_AND_RELEASE(attention_blocked);
+    RUN_AND_RELEASE(attention_causal_blocked);
+    RUN_AND_RELEASE(upsample_nearest_x2);
+    RUN_AND_RELEASE(upsample_nearest_to_size);
+    RUN_AND_RELEASE(timestep_embedding_golden);
+    RUN_AND_RELEASE(timestep_embedding_options);
+    RUN_AND_RELEASE(add_broadcast_channel);
+    RUN_AND_RELEASE(add_broadcast_image_channel);
+    RUN_AND_RELEASE(loss_mse);
+    RUN_AND_RELEASE(loss_pseudo_huber);
     TEST_EXIT();
 }
