@@ -246,6 +246,8 @@ static const backend cuda_backend = {
         NULL,                              /* copy_channels (not yet on CUDA) */
         NULL,                              /* scale_shift (not yet on CUDA) */
         NULL,                              /* scale_shift_backward (not yet on CUDA) */
+        cuda_adamw,                        /* adamw (optim.cu) */
+        cuda_sumsq,                        /* sumsq (optim.cu) */
     },
 };
 

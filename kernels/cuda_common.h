@@ -189,5 +189,7 @@ void cuda_add_broadcast(tensor *y, const tensor *x, const tensor *v);
 void cuda_add_broadcast_backward(tensor *dv, const tensor *dy);
 double cuda_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
 void cuda_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
+void cuda_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p);
+double cuda_sumsq(const tensor *x);
 
 #endif

@@ -188,6 +188,17 @@ static void run_embedding(const backend *be, tensor **in, tensor *out) {
     tensor_free(dev);
 }
 static void run_transpose(const backend *be, tensor **in, tensor *out) { op_transpose(out, in[0]); }
+/* param <- AdamW(param, grad, m, v = in[3]^2): out holds the new parameters */
+static void run_adamw(const backend *be, tensor **in, tensor *out) {
+    tensor *m = tensor_clone(in[2], be, DT_F32), *v = tensor_clone(in[3], be, DT_F32);
+    op_mul(v, v, v);
+    tensor_copy(out, in[0]);
+    adamw_params p = {.lr = 1e-3f, .beta1 = 0.9f, .beta2 = 0.999f, .eps = 1e-8f, .weight_decay = 1e-2f, .step = 3};
+    op_adamw(out, in[1], m, v, p);
+    tensor_free(m), tensor_free(v);
+}
+/* sumsq into a 1-element output, scaled down to a float's comfort */
+static void run_sumsq(const backend *be, tensor **in, tensor *out) { op_fill(out, (float)(op_sumsq(in[0]) * 1e-3)); }
 static void run_upsample(const backend *be, tensor **in, tensor *out) { op_upsample_nearest(out, in[0]); }
 static void run_upsample_bwd(const backend *be, tensor **in, tensor *out) { op_upsample_nearest_backward(out, in[0]); }
 
@@ -299,6 +310,8 @@ static const op_case cases[] = {
     {"scale_shift", "scale_shift", run_scale_shift, 2, {{2, 5, 4, 3}, {2, 10}}, {2, 5, 4, 3}, 1e-6},
     {"scale_shift_backward", "scale_shift_backward", run_scale_shift_bwd, 3, {{2, 5, 4, 3}, {2, 10}, {2, 5, 4, 3}},
      {120 + 20}, 1e-6},
+    {"adamw", "adamw", run_adamw, 4, {{1000, 33}, {1000, 33}, {1000, 33}, {1000, 33}}, {1000, 33}, 1e-6},
+    {"sumsq", "sumsq", run_sumsq, 1, {{1000, 333}}, {1}, 1e-9},
 };
 
 /* Is the op named `name` in be's table? */
