@@ -1,0 +1,167 @@
+/* The LCD training step against the reference's goldens
+ * (tests/fixtures/lcd, made by scripts/reference/golden_lcd.py with diffusers
+ * on the same teacher, student init and replayed draws): the loss of every
+ * micro-step, the gradient norm of every optimizer step, and the student
+ * and target weights after steps 1 and 3. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "frame.h"
+#include "lcd.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "test.h"
+#include "util.h"
+
+static char top[900];
+
+static void path(char *buf, size_t n, const char *rel) { snprintf(buf, n, "%s/tests/fixtures/lcd/%s", top, rel); }
+
+static float *golden_f32(st_file *g, const char *name, int64_t *count) {
+    const st_tensor *t = st_find(g, name);
+    CHECKF(t, "golden tensor %s missing", name);
+    int64_t n = shape_numel(t->ndim, t->shape);
+    float *out = xmalloc((size_t)n * 4);
+    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
+    char err[LCM_ERRLEN];
+    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
+    if (count) *count = n;
+    return out;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
+
+/* ||w - w_ref|| / ||w_ref - w_init|| over the model, w_ref = w_init + delta
+ * with the delta flattened in sorted-name order. */
+static double update_error(const params *now, const params *init, const float *delta) {
+    param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
+    memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
+    qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
+    double num = 0, den = 0;
+    size_t k = 0;
+    for (int i = 0; i < now->n; i++) {
+        const param *p = sorted[i];
+        const float *w = (const float *)p->value.data, *w0 = init->data + p->offset;
+        for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
+            double ref = (double)w0[j] + delta[k];
+            num += (w[j] - ref) * (w[j] - ref);
+            den += (double)delta[k] * delta[k];
+        }
+    }
+    free(sorted);
+    return sqrt(num) / sqrt(den);
+}
+
+static void run_case(const char *name, const char *teacher_dir, loss_kind loss, int accum) {
+    char p[1024], err[LCM_ERRLEN];
+    snprintf(p, sizeof p, "%s/tests/fixtures/lcd/%s/golden.safetensors", top, name);
+    st_file *g = st_open(p, err);
+    CHECKF(g, "%s", err);
+    unet_model teacher, student, target;
+    path(p, sizeof p, teacher_dir);
+    CHECKF(unet_load(&teacher, p, backend_default(), 0, err) == 0, "%s", err);
+    path(p, sizeof p, "student_init");
+    CHECKF(unet_load(&student, p, backend_default(), 1, err) == 0, "%s", err);
+    CHECKF(unet_load(&target, p, backend_default(), 0, err) == 0, "%s", err);
+    params init;
+    params_init(&init);
+    init.total = student.ps.total;
+    init.data = xmalloc(init.total * 4);
+    tensor iv = tensor_view(NULL, DT_F32, 1, (int64_t[]){(int64_t)init.total}, init.data), sv = params_values(&student.ps);
+    tensor_copy(&iv, &sv);
+
+    noise_schedule ns;
+    snprintf(p, sizeof p, "%s/tests/fixtures/lcd/%s/scheduler/scheduler_config.json", top, teacher_dir);
+    CHECKF(schedule_from_config(&ns, p, err) == 0, "%s", err);
+    lcd_config cfg = {.num_ddim_timesteps = 50, .w_min = 5, .w_max = 15, .timestep_scaling = 10, .loss = loss,
+                      .huber_c = 0.001f, .scaling_factor = 0.18215f, .seed = 0};
+    lcd_trainer tr = {.teacher = &teacher, .student = &student, .target = &target};
+    CHECKF(lcd_init(&tr, &cfg, &ns, err) == 0, "%s", err);
+    tr.uncond = golden_f32(g, "uncond_prompt_embeds", NULL);
+    tr.uncond_len = 77, tr.uncond_dim = 32;
+    adamw_state opt;
+    adamw_init(&opt, &student.ps, 0.9f, 0.999f, 1e-8f, 1e-2f);
+
+    float *want_loss = golden_f32(g, "loss_micro", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
+    snprintf(p, sizeof p, "%s/tests/fixtures/lcd/%s/input.mpk", top, name);
+    frame_reader *r = frame_reader_open(p, err);
+    CHECKF(r, "%s", err);
+    frame recs[2];
+    frame_init(&recs[0]), frame_init(&recs[1]);
+    lcd_batch batch = {0};
+    double worst_loss = 0, worst_norm = 0;
+    uint64_t index = 0;
+    for (int step = 1; step <= 3; step++) {
+        for (int m = 0; m < accum; m++) {
+            frame f;
+            frame_init(&f);
+            for (int s = 0; s < 2; s++) {
+                CHECKF(frame_read(r, &f) == 1, "input ends early: %s", frame_reader_error(r));
+                frame_copy(&recs[s], &f);
+            }
+            frame_free(&f);
+            if (!batch.B) CHECKF(lcd_batch_alloc(&batch, 2, &recs[0], err) == 0, "%s", err);
+            for (int s = 0; s < 2; s++) CHECKF(lcd_batch_fill(&batch, s, &recs[s], index++, &cfg, err) == 0, "%s", err);
+            /* the first micro-batch's first record has index 0: s = 19, t = 0,
+             * where c_skip = 1 and c_out = 0 make the target x_t exactly */
+            int64_t per = (int64_t)batch.C * batch.H * batch.W;
+            double *xp = xmalloc(sizeof(double) * (size_t)(2 * per)), *tg = xmalloc(sizeof(double) * (size_t)(2 * per));
+            lcd_trace trace = {.x_prev = xp, .target = tg};
+            double l = lcd_micro_step(&tr, &batch, 1.0f / (float)accum, &trace);
+            if (step == 1 && m == 0) {
+                CHECK(batch.index[0] == 0 && trace.c_skip[0] == 1.0f && trace.c_out[0] == 0.0f);
+                for (int64_t e = 0; e < per; e++) CHECKF(tg[e] == xp[e], "boundary: target %.17g != x_t %.17g", tg[e], xp[e]);
+                CHECK(tg[per] != xp[per]); /* the second record is not at the boundary */
+            }
+            free(xp), free(tg);
+            double want = want_loss[(step - 1) * accum + m], e = fabs(l - want) / fabs(want);
+            if (e > worst_loss) worst_loss = e;
+            CHECKF(e <= 1e-4, "%s step %d micro %d: loss %.7g, reference %.7g", name, step, m, l, want);
+        }
+        double norm = lcd_apply_update(&tr, &opt, 1e-3f, 1.0f, 0.95f);
+        double e = fabs(norm - want_norm[step - 1]) / want_norm[step - 1];
+        if (e > worst_norm) worst_norm = e;
+        CHECKF(e <= 1e-3, "%s step %d: grad norm %.7g, reference %.7g", name, step, norm, want_norm[step - 1]);
+        if (step == 1 || step == 3) {
+            char key[64];
+            snprintf(key, sizeof key, "student_delta.%d", step);
+            float *d = golden_f32(g, key, NULL);
+            double ue = update_error(&student.ps, &init, d);
+            printf("# %s step %d: student update rel err %.3g\n", name, step, ue);
+            CHECKF(ue <= 3e-2, "%s step %d: student update error %.3g", name, step, ue);
+            free(d);
+            snprintf(key, sizeof key, "target_delta.%d", step);
+            if (st_find(g, key)) {
+                d = golden_f32(g, key, NULL);
+                ue = update_error(&target.ps, &init, d);
+                printf("# %s step %d: target update rel err %.3g\n", name, step, ue);
+                CHECKF(ue <= 3e-2, "%s step %d: target update error %.3g", name, step, ue);
+                free(d);
+            }
+        }
+    }
+    printf("# %s: max loss rel err %.3g, max grad-norm rel err %.3g\n", name, worst_loss, worst_norm);
+    frame_free(&recs[0]), frame_free(&recs[1]);
+    frame_reader_close(r);
+    lcd_batch_free(&batch);
+    lcd_free(&tr);
+    adamw_free(&opt);
+    free(want_loss), free(want_norm), free(tr.uncond), free(init.data);
+    unet_free(&teacher), unet_free(&student), unet_free(&target);
+    st_close(g);
+}
+
+TEST(eps_huber) { run_case("eps-huber", "teacher", LOSS_PSEUDO_HUBER, 1); }
+TEST(eps_l2_accum2) { run_case("eps-l2-accum2", "teacher", LOSS_MSE, 2); }
+TEST(v_huber) { run_case("v-huber", "teacher-v", LOSS_PSEUDO_HUBER, 1); }
+
+int main(void) {
+    const char *t = getenv("LCM_TOP");
+    snprintf(top, sizeof top, "%s", t && *t ? t : ".");
+    RUN(eps_huber);
+    RUN(eps_l2_accum2);
+    RUN(v_huber);
+    TEST_EXIT();
+}
