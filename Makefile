@@ -23,7 +23,7 @@ CUDA_ARCH ?= 80 90
 # mixes objects built with different flags.
 BUILD := build/$(if $(filter 1,$(CUDA)),cuda,cpu)$(if $(filter 1,$(SANITIZE)),-asan)
 
-PKGS      := msgpack libarchive libcurl libwebp libwebpdemux libpng zlib libcjson
+PKGS      := msgpack libarchive libcurl libwebp libwebpdemux libpng zlib libcjson ompi-c
 # OpenBLAS built with OpenMP, so that its GEMMs and our OpenMP loops share one
 # thread pool: two pools (pthreads OpenBLAS + OpenMP) spin against each other
 # and made the CLIP encoder 3x slower on 2 cores.
