@@ -137,6 +137,7 @@ static int parse_entry(const st_file *f, const cJSON *e, st_tensor *t, char *err
 static int parse_metadata(st_file *f, const cJSON *m, char *err) {
     if (cJSON_IsNull(m)) return 0;
     if (!cJSON_IsObject(m)) return seterr(err, "%s: \"__metadata__\" is not an object", f->path);
+    if (f->mkey) return seterr(err, "%s: \"__metadata__\" appears twice in the header", f->path);
     int n = cJSON_GetArraySize(m);
     f->mkey = xcalloc((size_t)n, sizeof(char *));
     f->mval = xcalloc((size_t)n, sizeof(char *));
