@@ -243,6 +243,9 @@ static const backend cuda_backend = {
         cuda_loss_backward,                /* loss_backward (loss.cu) */
         cuda_embedding,                    /* embedding (backend_cuda.cu) */
         cuda_transpose,                    /* transpose (backend_cuda.cu) */
+        NULL,                              /* copy_channels (not yet on CUDA) */
+        NULL,                              /* scale_shift (not yet on CUDA) */
+        NULL,                              /* scale_shift_backward (not yet on CUDA) */
     },
 };
 

@@ -12,7 +12,7 @@ const char *const backend_op_names[] = {
     "layer_norm", "layer_norm_backward", "activation", "activation_backward", "geglu", "geglu_backward",
     "softmax", "softmax_backward", "attention", "attention_backward", "upsample_nearest",
     "upsample_nearest_backward", "timestep_embedding", "add_broadcast", "add_broadcast_backward", "loss",
-    "loss_backward", "embedding", "transpose",
+    "loss_backward", "embedding", "transpose", "copy_channels", "scale_shift", "scale_shift_backward",
 };
 const int backend_op_count = (int)(sizeof backend_op_names / sizeof *backend_op_names);
 /* Every member of backend_ops is one function pointer and has one name here. */

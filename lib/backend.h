@@ -56,6 +56,9 @@ typedef struct backend_ops {
     void (*loss_backward)(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
     void (*embedding)(tensor *y, const tensor *table, const tensor *ids);
     void (*transpose)(tensor *y, const tensor *x);
+    void (*copy_channels)(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels);
+    void (*scale_shift)(tensor *y, const tensor *x, const tensor *ss);
+    void (*scale_shift_backward)(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
 } backend_ops;
 
 /* The names of backend_ops' members, in order (for messages and the harness). */

@@ -120,6 +120,9 @@ static const backend cpu = {
         .loss_backward = cpu_loss_backward,
         .embedding = cpu_embedding,
         .transpose = cpu_transpose,
+        .copy_channels = cpu_copy_channels,
+        .scale_shift = cpu_scale_shift,
+        .scale_shift_backward = cpu_scale_shift_backward,
     },
 };
 

@@ -74,5 +74,8 @@ double cpu_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
 void cpu_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
 void cpu_embedding(tensor *y, const tensor *table, const tensor *ids);
 void cpu_transpose(tensor *y, const tensor *x);
+void cpu_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels);
+void cpu_scale_shift(tensor *y, const tensor *x, const tensor *ss);
+void cpu_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
 
 #endif

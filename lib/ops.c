@@ -412,3 +412,42 @@ void op_transpose(tensor *y, const tensor *x) {
         die("transpose: shapes do not match");
     OP(y, transpose)(y, x);
 }
+
+/* Elements per channel of an [N, C, ...] tensor (1 for [N, C]). */
+static int64_t per_channel(const tensor *t) { return tensor_numel(t) / (t->shape[0] * t->shape[1]); }
+
+void op_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels) {
+    const char *op = "copy_channels";
+    char sa[128], sb[128];
+    need_f32(op, dst), need_f32(op, src);
+    need_ndim(op, "dst", dst, 2, TENSOR_MAXDIM), need_ndim(op, "src", src, 2, TENSOR_MAXDIM);
+    need_same_backend(op, dst, src);
+    if (dst->shape[0] != src->shape[0] || per_channel(dst) != per_channel(src) || channels < 0 || dst_c0 < 0 ||
+        src_c0 < 0 || dst_c0 + channels > dst->shape[1] || src_c0 + channels > src->shape[1])
+        die("%s: channels [%lld, %lld) of %s do not fit channels [%lld, %lld) of %s", op, (long long)src_c0,
+            (long long)(src_c0 + channels), shape_str(sa, src->ndim, src->shape), (long long)dst_c0,
+            (long long)(dst_c0 + channels), shape_str(sb, dst->ndim, dst->shape));
+    if (channels) OP(dst, copy_channels)(dst, dst_c0, src, src_c0, channels);
+}
+
+static void check_scale_shift(const char *op, const tensor *x, const tensor *ss) {
+    char sx[128], sv[128];
+    need_f32(op, x), need_f32(op, ss);
+    need_ndim(op, "x", x, 2, TENSOR_MAXDIM);
+    need_same_backend(op, x, ss);
+    if (ss->ndim != 2 || ss->shape[0] != x->shape[0] || ss->shape[1] != 2 * x->shape[1])
+        die("%s: %s is not the [N, 2C] scale and shift of %s", op, shape_str(sv, ss->ndim, ss->shape), shape_str(sx, x->ndim, x->shape));
+}
+
+void op_scale_shift(tensor *y, const tensor *x, const tensor *ss) {
+    check_scale_shift("scale_shift", x, ss);
+    check_elementwise("scale_shift", y, x, NULL);
+    OP(y, scale_shift)(y, x, ss);
+}
+
+void op_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy) {
+    check_scale_shift("scale_shift_backward", x, ss);
+    check_elementwise("scale_shift_backward", dy, x, dx);
+    need_shape("scale_shift_backward", "dss", dss, 2, ss->shape);
+    if (dx || dss) OP(dy, scale_shift_backward)(dx, dss, x, ss, dy);
+}

@@ -130,4 +130,18 @@ void op_embedding(tensor *y, const tensor *table, const tensor *ids);
  * NCHW <-> [B, HW, C] for attention; it is its own backward. */
 void op_transpose(tensor *y, const tensor *x);
 
+/* dst[n, dst_c0 + c, ...] = src[n, src_c0 + c, ...] for c < channels, where
+ * dst and src share dim 0 and the product of the dims after dim 1 (a [N, C]
+ * tensor has one element per channel). Concatenation along channels is two
+ * such copies into slices of a preallocated tensor; its backward, the slice
+ * copied out again. */
+void op_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels);
+
+/* diffusers' "scale_shift" time conditioning: x [N, C, ...], ss [N, 2C]
+ * (scale, shift = ss.chunk(2, 1)); y = x (1 + scale[n, c]) + shift[n, c].
+ * The backward writes dx = dy (1 + scale) and dss = (sum dy x, sum dy) over
+ * the positions. y may be x. */
+void op_scale_shift(tensor *y, const tensor *x, const tensor *ss);
+void op_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
+
 #endif

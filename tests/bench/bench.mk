@@ -1,8 +1,9 @@
 # Benchmarks: each runs lcm-tools and the Python reference in the same run
 # and prints both figures and their ratio; results go to tests/bench/RESULTS.md
 # by hand, with the machine. Included by the Makefile.
+# Every tests/bench/*.c becomes $(BUILD)/bench/NAME.
 
-BENCH_SRC  := $(sort $(wildcard tests/bench/bench_*.c))
+BENCH_SRC  := $(sort $(wildcard tests/bench/*.c))
 BENCH_BINS := $(BENCH_SRC:tests/bench/%.c=$(BUILD)/bench/%)
 
 $(BUILD)/bench/%: tests/bench/%.c $(LIBA) Makefile
@@ -10,7 +11,7 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIBA) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
 
 .PHONY: bench bench-encoders
-bench: bench-encoders
+bench: bench-encoders $(BUILD)/bench/unet_bench
 
 bench-encoders: all $(BUILD)/bench/bench_encoders
 	scripts/reference/setup

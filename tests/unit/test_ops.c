@@ -213,6 +213,19 @@ static void run_huber_bwd(const backend *be, tensor **in, tensor *out) {
     op_loss_backward(out, in[0], in[1], LOSS_PSEUDO_HUBER, 0.3f, 0.7f);
 }
 
+/* Concatenation along channels (two slice copies) and a slice out of the middle. */
+static void run_concat_channels(const backend *be, tensor **in, tensor *out) {
+    op_copy_channels(out, 0, in[0], 0, in[0]->shape[1]);
+    op_copy_channels(out, in[0]->shape[1], in[1], 0, in[1]->shape[1]);
+}
+static void run_slice_channels(const backend *be, tensor **in, tensor *out) { op_copy_channels(out, 0, in[0], 2, out->shape[1]); }
+static void run_scale_shift(const backend *be, tensor **in, tensor *out) { op_scale_shift(out, in[0], in[1]); }
+static void run_scale_shift_bwd(const backend *be, tensor **in, tensor *out) {
+    int64_t off = 0;
+    tensor dx = piece(out, &off, 4, in[0]->shape), dss = piece(out, &off, 2, in[1]->shape);
+    op_scale_shift_backward(&dx, &dss, in[0], in[1], in[2]);
+}
+
 /* Flat output sizes of the multi-result cases. */
 #define LIN_BWD (21 * 33 + 17 * 33 + 17)
 #define CONV_BWD(x, w, k) ((x) + (w) + (k))
@@ -280,6 +293,12 @@ static const op_case cases[] = {
     {"embedding", "embedding", run_embedding, 1, {{50, 33}}, {2, 7, 33}, 0},
     {"transpose", "transpose", run_transpose, 1, {{3, 37, 70}}, {3, 70, 37}, 0},
     {"transpose_2d", "transpose", run_transpose, 1, {{65, 33}}, {33, 65}, 0},
+    {"copy_channels_concat", "copy_channels", run_concat_channels, 2, {{2, 3, 5, 4}, {2, 6, 5, 4}}, {2, 9, 5, 4}, 0},
+    {"copy_channels_concat_2d", "copy_channels", run_concat_channels, 2, {{3, 10}, {3, 24}}, {3, 34}, 0},
+    {"copy_channels_slice", "copy_channels", run_slice_channels, 1, {{2, 9, 5, 4}}, {2, 4, 5, 4}, 0},
+    {"scale_shift", "scale_shift", run_scale_shift, 2, {{2, 5, 4, 3}, {2, 10}}, {2, 5, 4, 3}, 1e-6},
+    {"scale_shift_backward", "scale_shift_backward", run_scale_shift_bwd, 3, {{2, 5, 4, 3}, {2, 10}, {2, 5, 4, 3}},
+     {120 + 20}, 1e-6},
 };
 
 /* Is the op named `name` in be's table? */
@@ -386,8 +405,52 @@ TEST(cpu_sum) {
     tensor_free(t);
 }
 
+/* Concatenation by slice copies, then the slices copied back out. */
+TEST(cpu_copy_channels_against_loops) {
+    int64_t sa[4] = {2, 3, 2, 3}, sb[4] = {2, 5, 2, 3}, sc[4] = {2, 8, 2, 3};
+    tensor *a = random_tensor(NULL, 4, sa), *b = random_tensor(NULL, 4, sb), *c = tensor_new(NULL, DT_F32, 4, sc);
+    tensor *back = tensor_new(NULL, DT_F32, 4, sb);
+    op_copy_channels(c, 0, a, 0, 3);
+    op_copy_channels(c, 3, b, 0, 5);
+    op_copy_channels(back, 0, c, 3, 5);
+    const float *A = a->data, *B = b->data, *C = c->data, *K = back->data;
+    for (int n = 0; n < 2; n++)
+        for (int ch = 0; ch < 8; ch++)
+            for (int i = 0; i < 6; i++) {
+                float want = ch < 3 ? A[(n * 3 + ch) * 6 + i] : B[(n * 5 + ch - 3) * 6 + i];
+                CHECK(C[(n * 8 + ch) * 6 + i] == want);
+            }
+    CHECK(!memcmp(K, B, sizeof(float) * 60));
+    tensor_free(a), tensor_free(b), tensor_free(c), tensor_free(back);
+}
+
+/* scale_shift and its backward against loops: dss by the definition. */
+TEST(cpu_scale_shift_against_loops) {
+    int64_t sx[3] = {2, 3, 4}, ss_[2] = {2, 6};
+    tensor *x = random_tensor(NULL, 3, sx), *ss = random_tensor(NULL, 2, ss_), *dy = random_tensor(NULL, 3, sx);
+    tensor *y = tensor_new(NULL, DT_F32, 3, sx), *dx = tensor_new(NULL, DT_F32, 3, sx), *dss = tensor_new(NULL, DT_F32, 2, ss_);
+    op_scale_shift(y, x, ss);
+    op_scale_shift_backward(dx, dss, x, ss, dy);
+    const float *X = x->data, *S = ss->data, *G = dy->data, *Y = y->data, *DX = dx->data, *DS = dss->data;
+    for (int n = 0; n < 2; n++)
+        for (int c = 0; c < 3; c++) {
+            double sxg = 0, sg = 0;
+            for (int i = 0; i < 4; i++) {
+                int k = (n * 3 + c) * 4 + i;
+                CHECK_NEAR(Y[k], X[k] * (1 + S[n * 6 + c]) + S[n * 6 + 3 + c], 1e-6);
+                CHECK_NEAR(DX[k], G[k] * (1 + S[n * 6 + c]), 1e-6);
+                sxg += G[k] * X[k], sg += G[k];
+            }
+            CHECK_NEAR(DS[n * 6 + c], sxg, 1e-5);
+            CHECK_NEAR(DS[n * 6 + 3 + c], sg, 1e-5);
+        }
+    tensor_free(x), tensor_free(ss), tensor_free(dy), tensor_free(y), tensor_free(dx), tensor_free(dss);
+}
+
 int main(void) {
     RUN(every_backend_has_every_op);
+    RUN(cpu_copy_channels_against_loops);
+    RUN(cpu_scale_shift_against_loops);
     RUN(cpu_gemm_against_loops);
     RUN(cpu_silu_backward_is_derivative);
     RUN(cpu_sum);
