@@ -242,6 +242,9 @@ static options parse_args(int argc, char **argv) {
             die_usage("unknown option '%s'", argv[optind - 1]);
         }
     }
+    for (struct option *lo = longopts; lo->name; lo++)
+        if (strchr(lo->name, '-')) free((char *)lo->name); /* the dashed copies */
+    free(longopts);
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!o.model) die_usage("--pretrained_model DIR is required");
     if (o.n_prompts && o.prompt_file) die_usage("--prompt and --prompt_file exclude each other");

@@ -9,6 +9,9 @@
  * for g > 1, every step runs one UNet pass on 2B images (the unconditional
  * embedding, then the prompts) and guides eps = u + g (c - u).
  *
+ * The UNet runs forward only, in its own activation arena: a trainer must
+ * not call this between a forward it keeps for backward and that backward.
+ *
  * Every random draw belongs to one image (its own generator), or is replayed
  * from the caller's arrays, so that a batch's images do not depend on which
  * other images share it. */
