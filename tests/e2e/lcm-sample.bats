@@ -73,15 +73,14 @@ setup() {
 @test "lcm-sample sidecar JSON holds every parameter and the seed" {
     lcm-sample --pretrained_model "$TEACHER" --unet "$STUDENT" --prompt 'a red fox' --prompt 'a bowl' \
         --seed 42 --guidance_scale 6 --num_inference_steps 2 --output 's-%d.png'
-    run jq -r '[.prompt, .seed, .generator_stream, .image_index, .scheduler, .num_inference_steps,
-                (.timesteps|map(tostring)|join(",")), .guidance_scale, .classifier_free_guidance,
-                .original_inference_steps, .height, .width, .file, .noise] | map(tostring) | join("|")' s-1.json
+    run $HELP fields s-1.json prompt seed generator_stream image_index scheduler num_inference_steps \
+        timesteps guidance_scale classifier_free_guidance original_inference_steps height width file noise
     assert_output "a bowl|42|1|1|lcm|2|999,499|6|false|50|16|16|s-1.png|generator"
-    run jq -r .unet s-0.json
+    run $HELP fields s-0.json unet
     assert_output "$STUDENT"
     /usr/bin/python3 -c "from PIL import Image; import json; p = json.loads(Image.open('s-0.png').text['parameters']); assert p['prompt'] == 'a red fox', p"
     lcm-sample --pretrained_model "$TEACHER" --scheduler ddim --prompt x --num_inference_steps 4 --output 'd-%d.png'
-    run jq -r '[.scheduler, (.timesteps|map(tostring)|join(",")), .guidance_scale, .classifier_free_guidance] | map(tostring) | join("|")' d-0.json
+    run $HELP fields d-0.json scheduler timesteps guidance_scale classifier_free_guidance
     assert_output "ddim|751,501,251,1|7.5|true"
 }
 
@@ -148,7 +147,7 @@ print(e); assert e < 1e-5"
     assert_failure
     # the default scheduler follows the UNet: lcm for the student
     lcm-sample --pretrained_model "$TEACHER" --unet "$STUDENT" --prompt x --output 'u-%d.png'
-    run jq -r .scheduler u-0.json
+    run $HELP fields u-0.json scheduler
     assert_output lcm
 }
 
@@ -156,9 +155,10 @@ print(e); assert e < 1e-5"
     printf 'a cat\n\nlast line without newline' > prompts.txt
     lcm-sample --pretrained-model="$TEACHER" --prompt-file prompts.txt --scheduler=euler --num-inference-steps 3 \
         --output 'p-%d.png'
-    run jq -r '.prompt' p-0.json p-1.json p-2.json
+    for k in 0 1 2; do $HELP fields "p-$k.json" prompt; done > prompts.out
+    run cat prompts.out
     assert_output "$(printf 'a cat\n\nlast line without newline')"
-    run jq -r '[.scheduler, (.timesteps|map(tostring)|join(","))] | join("|")' p-0.json
+    run $HELP fields p-0.json scheduler timesteps
     assert_output "euler|667,334,1"
 }
 

@@ -10,6 +10,7 @@
   sample.py drop IN OUT KEY[,KEY...]        copy of a frame stream without those keys
   sample.py same FRAMES_A FRAMES_B KEY      KEY's tensors are bit-identical in both streams
   sample.py differ FRAMES_A FRAMES_B KEY    ... and not identical
+  sample.py fields JSON KEY...              the values joined by "|" (lists by ",", JSON spelling)
 """
 import json
 import struct
@@ -108,6 +109,21 @@ def same(a, b, key, want_same):
         sys.exit(f"{key}: {'different' if want_same else 'identical'}")
 
 
+def show(v):
+    if isinstance(v, list):
+        return ",".join(show(x) for x in v)
+    if isinstance(v, str):
+        return v
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return json.dumps(v)
+
+
+def fields(path, keys):
+    obj = json.load(open(path))
+    print("|".join(show(obj[k]) for k in keys))
+
+
 def main(argv):
     cmd, args = argv[1], argv[2:]
     if cmd == "golden":
@@ -120,6 +136,8 @@ def main(argv):
         grid(args[0], args[1], args[2:])
     elif cmd == "drop":
         drop(*args)
+    elif cmd == "fields":
+        fields(args[0], args[1:])
     elif cmd in ("same", "differ"):
         same(*args, want_same=cmd == "same")
     else:
