@@ -13,15 +13,15 @@
 #include "backend.h"
 #include "checkpoint.h"
 #include "cli.h"
-#include "clip_text.h"
-#include "clip_tokenizer.h"
 #include "dist.h"
 #include "json.h"
 #include "lcd.h"
 #include "optim.h"
 #include "train_data.h"
+#include "text_embed.h"
 #include "unet.h"
 #include "util.h"
+#include "validation.h"
 
 /* ---- options ---- */
 
@@ -29,9 +29,10 @@ typedef enum { T_STR, T_INT, T_FLOAT, T_FLAG, T_IGNORED_ARG, T_IGNORED_FLAG } op
 
 typedef struct options {
     const char *teacher, *init_student, *uncond_embeds, *output_dir, *resume, *shards, *lr_scheduler, *loss_type;
-    const char *mixed_precision, *backend_name, *vae_path;
+    const char *mixed_precision, *backend_name, *vae_path, *validation_prompts;
     long long seed, checkpointing_steps, checkpoints_total_limit, train_batch_size, max_train_steps, lr_warmup_steps;
     long long gradient_accumulation_steps, num_ddim_timesteps, time_cond_proj_dim, shuffle_buffer_size, max_nonfinite_steps;
+    long long validation_steps, validation_images;
     double learning_rate, adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm, w_min, w_max, huber_c;
     double timestep_scaling_factor, ema_decay;
     int gradient_checkpointing, use_8bit_adam, progress, push_to_hub;
@@ -41,6 +42,7 @@ static options opt = {
     .output_dir = "lcm-xl-distilled", .lr_scheduler = "constant", .loss_type = "l2", .mixed_precision = "no",
     .checkpointing_steps = 500, .train_batch_size = 16, .max_train_steps = -1, .lr_warmup_steps = 500,
     .gradient_accumulation_steps = 1, .num_ddim_timesteps = 50, .time_cond_proj_dim = 256, .max_nonfinite_steps = 10,
+    .validation_steps = 200, .validation_images = 4,
     .learning_rate = 1e-4, .adam_beta1 = 0.9, .adam_beta2 = 0.999, .adam_weight_decay = 1e-2, .adam_epsilon = 1e-8,
     .max_grad_norm = 1.0, .w_min = 5.0, .w_max = 15.0, .huber_c = 0.001, .timestep_scaling_factor = 10.0, .ema_decay = 0.95,
 };
@@ -92,6 +94,9 @@ static const opt_def defs[] = {
     {"push_to_hub", T_FLAG, &opt.push_to_hub},
     {"backend", T_STR, &opt.backend_name},
     {"progress", T_FLAG, &opt.progress},
+    {"validation_steps", T_INT, &opt.validation_steps},
+    {"validation_prompts", T_STR, &opt.validation_prompts},
+    {"validation_images_per_prompt", T_INT, &opt.validation_images},
     /* the reference's, without a meaning here */
     {"teacher_revision", T_IGNORED_ARG, NULL}, {"revision", T_IGNORED_ARG, NULL}, {"cache_dir", T_IGNORED_ARG, NULL},
     {"logging_dir", T_IGNORED_ARG, NULL}, {"report_to", T_IGNORED_ARG, NULL}, {"resolution", T_IGNORED_ARG, NULL},
@@ -101,7 +106,7 @@ static const opt_def defs[] = {
     {"proportion_empty_prompts", T_IGNORED_ARG, NULL}, {"vae_encode_batch_size", T_IGNORED_ARG, NULL},
     {"allow_tf32", T_IGNORED_FLAG, NULL}, {"cast_teacher_unet", T_IGNORED_FLAG, NULL},
     {"enable_xformers_memory_efficient_attention", T_IGNORED_FLAG, NULL}, {"local_rank", T_IGNORED_ARG, NULL},
-    {"validation_steps", T_IGNORED_ARG, NULL}, {"hub_token", T_IGNORED_ARG, NULL}, {"hub_model_id", T_IGNORED_ARG, NULL},
+    {"hub_token", T_IGNORED_ARG, NULL}, {"hub_model_id", T_IGNORED_ARG, NULL},
     {"tracker_project_name", T_IGNORED_ARG, NULL},
 };
 #define N_DEFS ((int)(sizeof defs / sizeof *defs))
@@ -126,6 +131,7 @@ static const char usage[] =
     "  --timestep_scaling_factor X (10)        --ema_decay X (0.95)\n"
     "  --unet_time_cond_proj_dim N (256)       --gradient_checkpointing\n"
     "  --checkpointing_steps N (500)           --checkpoints_total_limit N\n"
+    "  --validation_steps N (200; 0: none)     --validation_prompts FILE (the reference's 4)\n"
     "  --resume_from_checkpoint latest|PATH    --mixed_precision no\n"
     "  --train_shards_path_or_url SPEC         frame files, brace ranges, `::` lists\n"
     "Ours:\n"
@@ -133,6 +139,7 @@ static const char usage[] =
     "  --uncond_embeds FILE      the unconditional prompt_embeds (a frame file)\n"
     "  --shuffle_buffer_size N   records in the shuffle buffer (0: input order)\n"
     "  --max_nonfinite_steps N   stop after N non-finite losses in a row (10)\n"
+    "  --validation_images_per_prompt N   images per prompt in validation grids (4)\n"
     "  --backend NAME            cpu (default, or $LCM_BACKEND) or cuda\n"
     "  --progress                progress on stderr even when it is not a terminal\n"
     "  --help, --version\n"
@@ -218,23 +225,9 @@ static float *uncond_embedding(int *len, int *dim) {
         frame_reader_close(r);
         return u;
     }
-    char *tok_dir = path_join(opt.teacher, "tokenizer");
-    clip_tokenizer *tok = clip_tokenizer_load(tok_dir, err);
-    if (!tok) die("%s (or give --uncond_embeds)", err);
-    clip_text_model te;
-    if (clip_text_load(&te, opt.teacher, "text_encoder", backend_cpu(), err)) die("%s (or give --uncond_embeds)", err);
-    int L = clip_tokenizer_max_length(tok), D = te.cfg.hidden_size;
-    int32_t ids32[1024];
-    int64_t ids[1024];
-    if (L > 1024 || clip_encode(tok, "", 0, ids32, err) < 0) die("tokenizer: %s", err);
-    for (int i = 0; i < L; i++) ids[i] = ids32[i];
-    float *u = xmalloc(sizeof(float) * (size_t)(L * D));
-    tensor out = tensor_view(NULL, DT_F32, 3, (int64_t[]){1, L, D}, u);
-    clip_text_forward(&te, ids, 1, L, (clip_text_out){.last_hidden_state = &out});
-    clip_text_free(&te);
-    clip_tokenizer_free(tok);
-    free(tok_dir);
-    *len = L, *dim = D;
+    static const char *const empty[1] = {""};
+    float *u = text_embed(opt.teacher, empty, 1, len, dim, err);
+    if (!u) die("%s (or give --uncond_embeds)", err);
     return u;
 }
 
@@ -274,6 +267,8 @@ typedef struct run {
     uint64_t consumed; /* records this rank has taken from its source */
     FILE *log;
     int progress;
+    validation val;
+    int validating;
 } run;
 
 static char *state_json(const run *r) {
@@ -358,6 +353,29 @@ static void log_step(run *r, double loss, double lr, double norm, double elapsed
     }
 }
 
+/* Rank 0 writes OUTPUT_DIR/validation/step-N.png (the others wait). */
+static void validate(run *r) {
+    if (r->d.rank == 0) {
+        char err[LCM_ERRLEN], dir[4096], png[4200];
+        snprintf(dir, sizeof dir, "%s/validation", opt.output_dir);
+        snprintf(png, sizeof png, "%s/step-%lld.png", dir, (long long)r->step);
+        if (mkdir_p(dir, err) || validation_run(&r->val, &r->student, &r->target, png, err)) die("validation: %s", err);
+    }
+    dist_barrier(&r->d);
+}
+
+static void setup_validation(run *r) {
+    if (opt.validation_steps <= 0) return;
+    char err[LCM_ERRLEN];
+    if (validation_init(&r->val, opt.teacher, opt.validation_prompts, (int)opt.validation_images, &r->student,
+                        (uint64_t)opt.seed, r->be, err)) {
+        if (opt.validation_prompts) die("validation: %s", err);
+        if (r->d.rank == 0) warn("no validation images: %s", err);
+        return;
+    }
+    r->validating = 1;
+}
+
 static void average_gradients(run *r) {
     if (r->d.world == 1) return;
     params *ps = &r->student.ps;
@@ -403,6 +421,7 @@ static int train(run *r) {
         samples += per_step;
         log_step(r, loss, lr, norm, now_seconds() - started, samples);
         if (opt.checkpointing_steps > 0 && r->step % opt.checkpointing_steps == 0) save_checkpoint(r);
+        if (r->validating && r->step % opt.validation_steps == 0) validate(r);
         if (dist_any(&r->d, stop_requested != 0)) {
             if (r->progress) fputc('\n', stderr);
             if (!opt.checkpointing_steps || r->step % opt.checkpointing_steps) save_checkpoint(r);
@@ -463,12 +482,15 @@ int main(int argc, char **argv) {
         r.progress = progress_wanted(opt.progress);
     }
 
+    if (r.d.rank == 0) setup_validation(&r);
+    r.validating = dist_any(&r.d, r.validating);
     int stopped = train(&r);
     if (!stopped) save_final(&r);
     if (r.log) fclose(r.log);
     for (int i = 0; i < opt.train_batch_size; i++) frame_free(&r.recs[i]);
     free(r.recs), free(r.tr.uncond);
     lcd_batch_free(&r.batch);
+    if (r.d.rank == 0 && r.validating) validation_free(&r.val);
     lcd_free(&r.tr);
     adamw_free(&r.adam);
     train_source_close(r.src);

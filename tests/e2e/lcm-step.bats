@@ -141,3 +141,18 @@ sys.stdout.buffer.write(b''.join(msgpack.packb(r) for r in recs))" > "$T/nan.mpk
     run lcm-step --version
     assert_output --regexp '^lcm-step lcm-tools '
 }
+
+@test "--validation_steps writes a grid of online and target samples" {
+    printf 'a photo of a cat\nan oil painting\n' > "$T/prompts.txt"
+    lcm-step "${COMMON[@]}" --max_train_steps 2 --validation_steps 1 --validation_prompts "$T/prompts.txt" \
+        --validation_images_per_prompt 3 --output_dir "$T/out" < "$LCD/eps-huber/input.mpk"
+    run /usr/bin/python3 -c "
+from PIL import Image
+for s in (1, 2):
+    im = Image.open('$T/out/validation/step-%d.png' % s)
+    print(im.size)"
+    assert_success
+    # 3 images of 16 px per row; 2 prompts x (online, target) rows of 16 px
+    assert_output "(48, 64)
+(48, 64)"
+}
