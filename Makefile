@@ -1,6 +1,7 @@
 # lcm-tools: latent consistency distillation as small Unix programs.
 #
 #   make                 build the library and every program into bin/
+#   make demo            a real distillation on Fashion-MNIST (demo-out/report.md)
 #   make test            unit tests, op harness and bats end-to-end tests
 #   make CUDA=0          CPU backend only (CUDA is on wherever nvcc is found)
 #   make SANITIZE=1      AddressSanitizer + UBSan build
@@ -71,7 +72,7 @@ UNITS    := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 MAN      := $(wildcard man/man1/*.1) $(wildcard man/man5/*.5)
 DEPS_OK  := build/.deps-ok
 
-.PHONY: all deps test test-unit test-e2e clean install fuzz bench golden golden-full
+.PHONY: all deps test clean install fuzz bench golden golden-full demo
 all: $(LIBA) $(PROGS)
 
 # Set-up in one step: installs missing Debian packages (see scripts/setup-deps).
@@ -102,6 +103,10 @@ $(BUILD)/tests/%: tests/unit/%.c tests/unit/test.h $(LIBA) Makefile
 
 test: all $(UNITS) | $(DEPS_OK)
 	@LCM_BACKEND=$(BACKEND) UNIT_DIR=$(BUILD)/tests tests/run
+
+# The demo: a real distillation on Fashion-MNIST, report in demo-out/.
+demo: all
+	scripts/demo
 
 # Goldens at the real SD 1.5 sizes (random weights; ~1 GB, minutes): not in CI.
 GOLDEN_FULL_DIR ?= /tmp/lcm-golden-full
