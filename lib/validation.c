@@ -12,8 +12,8 @@
 #include "util.h"
 
 const char *const validation_default_prompts[4] = {
-    "portrait photo of a girl, photograph, highly detailed face, depth of field, moody light, golden hour, style by Dan "
-    "Winters, Russell James, Steve McCurry, centered, extremely detailed, Nikon D850, award winning photography",
+    ("portrait photo of a girl, photograph, highly detailed face, depth of field, moody light, golden hour, style by Dan "
+     "Winters, Russell James, Steve McCurry, centered, extremely detailed, Nikon D850, award winning photography"),
     "Self-portrait oil painting, a beautiful cyborg with golden hair, 8k",
     "Astronaut in a jungle, cold color palette, muted colors, detailed, 8k",
     "A photo of beautiful mountain with realistic sunset and blue lake, highly detailed, masterpiece",
