@@ -126,8 +126,10 @@ install: all
 	install -m 644 $(wildcard man/man1/*.1) $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(wildcard man/man5/*.5) $(DESTDIR)$(PREFIX)/share/man/man5
 
+# Back to the tree as checked out: builds, programs, fuzz corpora and
+# findings, the demo's and gpu-check's outputs.
 clean:
-	rm -rf build $(PROGS)
+	rm -rf build $(PROGS) tests/fuzz/corpus-* tests/fuzz/crash-* demo-out gpu-check-out
 
 -include $(LIB_OBJ:.o=.d) $(CU_OBJ:.o=.d)
 -include tests/fuzz/fuzz.mk
