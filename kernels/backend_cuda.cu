@@ -2,7 +2,7 @@
  * (elementwise kernels, cuBLAS GEMM, sum, embedding, transpose) and the op
  * table. The neural-network ops live one concern per file (linear.cu,
  * conv.cu, norm.cu, act.cu, attention.cu, upsample.cu, timestep.cu,
- * reduce.cu, loss.cu; kernels/README.md lists them). Every op is checked
+ * reduce.cu, loss.cu, channels.cu, optim.cu; kernels/README.md lists them). Every op is checked
  * against the CPU backend by the op harness (tests/unit/test_ops.c), which
  * runs its CUDA cases on any machine with a GPU (scripts/gpu-check). */
 #include <stdio.h>
@@ -243,9 +243,9 @@ static const backend cuda_backend = {
         cuda_loss_backward,                /* loss_backward (loss.cu) */
         cuda_embedding,                    /* embedding (backend_cuda.cu) */
         cuda_transpose,                    /* transpose (backend_cuda.cu) */
-        NULL,                              /* copy_channels (not yet on CUDA) */
-        NULL,                              /* scale_shift (not yet on CUDA) */
-        NULL,                              /* scale_shift_backward (not yet on CUDA) */
+        cuda_copy_channels,                /* copy_channels (channels.cu) */
+        cuda_scale_shift,                  /* scale_shift (channels.cu) */
+        cuda_scale_shift_backward,         /* scale_shift_backward (channels.cu) */
         cuda_adamw,                        /* adamw (optim.cu) */
         cuda_sumsq,                        /* sumsq (optim.cu) */
     },

@@ -133,21 +133,29 @@ static void choose_fwd(conv_plan *pl) {
     pl->have_fwd = 1;
 }
 
+/* The backward passes prefer the heuristic's first deterministic algorithm
+ * (data and filter algorithm 1; 0 and 3 accumulate with atomics), so that a
+ * training run is the same every time it runs (a resumed run matches an
+ * uninterrupted one); a non-deterministic one only where none qualifies. */
 static void choose_data(conv_plan *pl) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
     int n = 0;
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataAlgorithm_v7(cuda_cudnn(), pl->wd, pl->yd, pl->cd, pl->xd,
                                                             CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &n, perf));
     pl->data = CUDNN_CONVOLUTION_BWD_DATA_ALGO_0; /* no workspace, every shape */
-    for (int i = 0; i < n; i++) {
-        size_t ws;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || !data_allowed(perf[i].algo) || tensor_op_math(perf[i].mathType)) continue;
-        if (cudnnGetConvolutionBackwardDataWorkspaceSize(cuda_cudnn(), pl->wd, pl->yd, pl->cd, pl->xd, perf[i].algo, &ws) !=
-                CUDNN_STATUS_SUCCESS || ws > WORKSPACE_LIMIT)
-            continue;
-        pl->data = perf[i].algo;
-        break;
-    }
+    int found = 0;
+    for (int pass = 0; pass < 2 && !found; pass++) /* pass 0: deterministic algorithms only (the note above) */
+        for (int i = 0; i < n && !found; i++) {
+            size_t ws;
+            if (perf[i].status != CUDNN_STATUS_SUCCESS || !data_allowed(perf[i].algo) || tensor_op_math(perf[i].mathType) ||
+                (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC))
+                continue;
+            if (cudnnGetConvolutionBackwardDataWorkspaceSize(cuda_cudnn(), pl->wd, pl->yd, pl->cd, pl->xd, perf[i].algo, &ws) !=
+                    CUDNN_STATUS_SUCCESS || ws > WORKSPACE_LIMIT)
+                continue;
+            pl->data = perf[i].algo;
+            found = 1;
+        }
     CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(cuda_cudnn(), pl->wd, pl->yd, pl->cd, pl->xd, pl->data,
                                                              &pl->data_ws));
     pl->have_data = 1;
@@ -159,15 +167,19 @@ static void choose_filter(conv_plan *pl) {
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterAlgorithm_v7(cuda_cudnn(), pl->xd, pl->yd, pl->cd, pl->wd,
                                                               CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &n, perf));
     pl->filter = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0; /* no workspace, every shape */
-    for (int i = 0; i < n; i++) {
-        size_t ws;
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || !filter_allowed(perf[i].algo) || tensor_op_math(perf[i].mathType)) continue;
-        if (cudnnGetConvolutionBackwardFilterWorkspaceSize(cuda_cudnn(), pl->xd, pl->yd, pl->cd, pl->wd, perf[i].algo, &ws) !=
-                CUDNN_STATUS_SUCCESS || ws > WORKSPACE_LIMIT)
-            continue;
-        pl->filter = perf[i].algo;
-        break;
-    }
+    int found = 0;
+    for (int pass = 0; pass < 2 && !found; pass++) /* pass 0: deterministic algorithms only (the note above) */
+        for (int i = 0; i < n && !found; i++) {
+            size_t ws;
+            if (perf[i].status != CUDNN_STATUS_SUCCESS || !filter_allowed(perf[i].algo) || tensor_op_math(perf[i].mathType) ||
+                (pass == 0 && perf[i].determinism != CUDNN_DETERMINISTIC))
+                continue;
+            if (cudnnGetConvolutionBackwardFilterWorkspaceSize(cuda_cudnn(), pl->xd, pl->yd, pl->cd, pl->wd, perf[i].algo, &ws) !=
+                    CUDNN_STATUS_SUCCESS || ws > WORKSPACE_LIMIT)
+                continue;
+            pl->filter = perf[i].algo;
+            found = 1;
+        }
     CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(cuda_cudnn(), pl->xd, pl->yd, pl->cd, pl->wd, pl->filter,
                                                                &pl->filter_ws));
     pl->have_filter = 1;

@@ -189,6 +189,9 @@ void cuda_add_broadcast(tensor *y, const tensor *x, const tensor *v);
 void cuda_add_broadcast_backward(tensor *dv, const tensor *dy);
 double cuda_loss(const tensor *x, const tensor *y, loss_kind kind, float c);
 void cuda_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss);
+void cuda_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t src_c0, int64_t channels);
+void cuda_scale_shift(tensor *y, const tensor *x, const tensor *ss);
+void cuda_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy);
 void cuda_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p);
 double cuda_sumsq(const tensor *x);
 

@@ -2,7 +2,8 @@
  * reach the paths small cases miss (many row chunks in the column
  * reductions, head dims up to 256, causal attention with Lq != Lk, wide
  * softmax rows, asymmetric conv padding other than the VAE's, the conv plan
- * cache, down-sampling nearest resize) and NULL gradients. Each runs the op
+ * cache, down-sampling nearest resize, channel slices and scale/shift as the
+ * UNet calls them, in place) and NULL gradients. Each runs the op
  * on CUDA and on the CPU reference with the same inputs and compares, with
  * the harness's tolerances. Without a usable CUDA device (or in a CUDA=0
  * build) every case is reported as skipped. */
@@ -176,6 +177,38 @@ static void run_timestep_plain(const backend *be, tensor **in, tensor *out) {
     tensor_free(t);
 }
 
+/* ---- channel slices and scale/shift, as the UNet uses them ---- */
+static void run_concat_wide(const backend *be, tensor **in, tensor *out) {
+    op_copy_channels(out, 0, in[0], 0, in[0]->shape[1]);
+    op_copy_channels(out, in[0]->shape[1], in[1], 0, in[1]->shape[1]);
+}
+/* The backward of a concatenation: both slices copied back out, one after the other. */
+static void run_split(const backend *be, tensor **in, tensor *out) {
+    int64_t off = 0, a[4] = {in[0]->shape[0], 7, in[0]->shape[2], in[0]->shape[3]};
+    int64_t b[4] = {a[0], in[0]->shape[1] - 7, a[2], a[3]};
+    tensor ta = piece(out, &off, 4, a), tb = piece(out, &off, 4, b);
+    op_copy_channels(&ta, 0, in[0], 0, 7);
+    op_copy_channels(&tb, 0, in[0], 7, b[1]);
+}
+static void run_scale_shift_big(const backend *be, tensor **in, tensor *out) { op_scale_shift(out, in[0], in[1]); }
+static void run_scale_shift_in_place(const backend *be, tensor **in, tensor *out) {
+    tensor_copy(out, in[0]);
+    op_scale_shift(out, out, in[1]);
+}
+/* As unet_resnet_backward calls it: dx is dy (in place), dss written. */
+static void run_scale_shift_bwd_in_place(const backend *be, tensor **in, tensor *out) {
+    int64_t off = 0;
+    tensor g = piece(out, &off, 4, in[0]->shape), dss = piece(out, &off, 2, in[1]->shape);
+    tensor_copy(&g, in[2]);
+    op_scale_shift_backward(&g, &dss, in[0], in[1], &g);
+}
+static void run_scale_shift_bwd_dss_only(const backend *be, tensor **in, tensor *out) {
+    op_scale_shift_backward(NULL, out, in[0], in[1], in[2]);
+}
+static void run_scale_shift_bwd_dx_only(const backend *be, tensor **in, tensor *out) {
+    op_scale_shift_backward(out, NULL, in[0], in[1], in[2]);
+}
+
 #define ATT_FWD(b, lq, dvc, h) ((b) * (lq) * (dvc) + (b) * (h) * (lq))
 
 static const cuda_case cases[] = {
@@ -217,6 +250,14 @@ static const cuda_case cases[] = {
     {"add_broadcast_backward_rows", run_add_broadcast_bwd, 1, {{1300, 70}}, {70}, 1e-6},
     {"add_broadcast_backward_per_row", run_add_broadcast_bwd, 1, {{1300, 70}}, {1300, 70}, 1e-6},
     {"add_broadcast_in_place", run_add_broadcast_inplace, 2, {{2, 5, 4, 3}, {2, 5}}, {2, 5, 4, 3}, 1e-6},
+    {"copy_channels_concat_wide", run_concat_wide, 2, {{2, 40, 17, 9}, {2, 24, 17, 9}}, {2, 64, 17, 9}, 0},
+    {"copy_channels_split", run_split, 1, {{3, 20, 11, 13}}, {3 * 20 * 11 * 13}, 0},
+    {"scale_shift_many_planes", run_scale_shift_big, 2, {{2, 320, 16, 16}, {2, 640}}, {2, 320, 16, 16}, 1e-6},
+    {"scale_shift_in_place", run_scale_shift_in_place, 2, {{2, 5, 4, 3}, {2, 10}}, {2, 5, 4, 3}, 1e-6},
+    {"scale_shift_backward_in_place", run_scale_shift_bwd_in_place, 3, {{2, 64, 33, 31}, {2, 128}, {2, 64, 33, 31}},
+     {2 * 64 * 33 * 31 + 2 * 128}, 1e-6},
+    {"scale_shift_backward_dss_only", run_scale_shift_bwd_dss_only, 3, {{2, 6, 8, 8}, {2, 12}, {2, 6, 8, 8}}, {2, 12}, 1e-6},
+    {"scale_shift_backward_dx_only", run_scale_shift_bwd_dx_only, 3, {{2, 6, 8, 8}, {2, 12}, {2, 6, 8, 8}}, {2, 6, 8, 8}, 1e-6},
     {"timestep_embedding_even_unflipped", run_timestep_plain, 1, {{7}}, {7, 320}, 1e-5},
 };
 

@@ -34,22 +34,27 @@ static float *golden_f32(st_file *g, const char *name, int64_t *count) {
 static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
 
 /* ||w - w_ref|| / ||w_ref - w_init|| over the model, w_ref = w_init + delta
- * with the delta flattened in sorted-name order. */
+ * with the delta flattened in sorted-name order. The values are read back to
+ * the host first: on CUDA they live on the device. */
 static double update_error(const params *now, const params *init, const float *delta) {
     param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
     memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
     qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
+    float *values = xmalloc(now->total * 4);
+    tensor all = params_values(now);
+    tensor_to_host(&all, values);
     double num = 0, den = 0;
     size_t k = 0;
     for (int i = 0; i < now->n; i++) {
         const param *p = sorted[i];
-        const float *w = (const float *)p->value.data, *w0 = init->data + p->offset;
+        const float *w = values + p->offset, *w0 = init->data + p->offset;
         for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
             double ref = (double)w0[j] + delta[k];
             num += (w[j] - ref) * (w[j] - ref);
             den += (double)delta[k] * delta[k];
         }
     }
+    free(values);
     free(sorted);
     return sqrt(num) / sqrt(den);
 }

@@ -37,6 +37,9 @@ static tensor *golden_tensor(st_file *f, const char *name) {
     return x;
 }
 
+/* The same, or NULL where the golden lacks it. */
+static tensor *golden_tensor_opt(st_file *f, const char *name) { return st_find(f, name) ? golden_tensor(f, name) : NULL; }
+
 static double rel_err(const tensor *got, const tensor *want) {
     CHECK(tensor_numel(got) == tensor_numel(want));
     return max_rel_err(got->data, want->data, (size_t)tensor_numel(want), 1e-6);
@@ -46,33 +49,52 @@ static void fixture_path(char *buf, size_t n, const char *config) { snprintf(buf
 
 /* ---- goldens ---- */
 
+/* A host tensor moved to be (NULL stays NULL): the host copy is freed. */
+static tensor *on(const backend *be, tensor *host) {
+    if (!host) return NULL;
+    tensor *t = tensor_clone(host, be, DT_F32);
+    tensor_free(host);
+    return t;
+}
+
+/* The error of a tensor on any backend against a host golden. */
+static double rel_err_any(const tensor *got, const tensor *want) {
+    tensor *h = tensor_clone(got, backend_cpu(), DT_F32);
+    double e = rel_err(h, want);
+    tensor_free(h);
+    return e;
+}
+
+/* The goldens run on $LCM_BACKEND (make test BACKEND=cuda puts the whole UNet,
+ * forward and backward, on the GPU), with the same tolerances. */
 static void check_golden(const char *config, int checkpointing) {
     char dir[1024], path[1100], err[LCM_ERRLEN];
+    const backend *be = backend_default();
     fixture_path(dir, sizeof dir, config);
     unet_model m;
-    CHECKF(unet_load(&m, dir, backend_cpu(), 1, err) == 0, "%s", err);
+    CHECKF(unet_load(&m, dir, be, 1, err) == 0, "%s", err);
     m.checkpointing = checkpointing;
     snprintf(path, sizeof path, "%s/golden.safetensors", dir);
     st_file *f = st_open(path, err);
     CHECKF(f, "%s", err);
-    tensor *sample = golden_tensor(f, "sample"), *ehs = golden_tensor(f, "encoder_hidden_states"), *ts = golden_tensor(f, "timestep");
-    tensor *cond = st_find(f, "timestep_cond") ? golden_tensor(f, "timestep_cond") : NULL;
-    tensor *text = st_find(f, "text_embeds") ? golden_tensor(f, "text_embeds") : NULL;
-    tensor *ids = st_find(f, "time_ids") ? golden_tensor(f, "time_ids") : NULL;
-    tensor *want = golden_tensor(f, "out.sample"), *dout = golden_tensor(f, "grad_output");
-    tensor *out = tensor_new(NULL, DT_F32, 4, want->shape), *dsample = tensor_new(NULL, DT_F32, 4, sample->shape);
-    tensor *dehs = tensor_new(NULL, DT_F32, 3, ehs->shape);
+    tensor *ts = golden_tensor(f, "timestep"); /* timesteps are host floats */
+    tensor *sample = on(be, golden_tensor_opt(f, "sample")), *ehs = on(be, golden_tensor_opt(f, "encoder_hidden_states"));
+    tensor *cond = on(be, golden_tensor_opt(f, "timestep_cond"));
+    tensor *text = on(be, golden_tensor_opt(f, "text_embeds")), *ids = on(be, golden_tensor_opt(f, "time_ids"));
+    tensor *want = golden_tensor(f, "out.sample"), *dout = on(be, golden_tensor_opt(f, "grad_output"));
+    tensor *out = tensor_new(be, DT_F32, 4, want->shape), *dsample = tensor_new(be, DT_F32, 4, sample->shape);
+    tensor *dehs = tensor_new(be, DT_F32, 3, ehs->shape);
     unet_inputs in = {.sample = sample, .timesteps = ts->data, .encoder_hidden_states = ehs, .timestep_cond = cond, .text_embeds = text, .time_ids = ids};
     unet_forward(&m, in, out, 1);
-    double e = rel_err(out, want);
-    printf("# %s%s out.sample max rel err %.3g\n", config, checkpointing ? " (checkpointing)" : "", e);
+    double e = rel_err_any(out, want);
+    printf("# %s%s out.sample max rel err %.3g (%s)\n", config, checkpointing ? " (checkpointing)" : "", e, be->name);
     CHECKF(e <= TOL_OUT, "%s: out.sample max rel err %.3g", config, e);
     unet_backward(&m, dout, dsample, dehs);
     const char *names[2] = {"grad.sample", "grad.encoder_hidden_states"};
     tensor *got[2] = {dsample, dehs};
     for (int i = 0; i < 2; i++) {
         tensor *w = golden_tensor(f, names[i]);
-        e = rel_err(got[i], w);
+        e = rel_err_any(got[i], w);
         printf("# %s %s max rel err %.3g\n", config, names[i], e);
         CHECKF(e <= TOL_GRAD, "%s: %s max rel err %.3g", config, names[i], e);
         tensor_free(w);
@@ -83,7 +105,7 @@ static void check_golden(const char *config, int checkpointing) {
         param *p = m.ps.p[i];
         snprintf(path, sizeof path, "grad.%s", p->name);
         tensor *w = golden_tensor(f, path);
-        e = rel_err(&p->grad, w);
+        e = rel_err_any(&p->grad, w);
         if (verbose()) printf("# %s grad.%s max rel err %.3g\n", config, p->name, e);
         if (e > worst) worst = e, worst_name = p->name;
         tensor_free(w);
