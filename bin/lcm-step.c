@@ -32,9 +32,10 @@ typedef struct options {
     const char *mixed_precision, *backend_name, *vae_path;
     long long seed, checkpointing_steps, checkpoints_total_limit, train_batch_size, max_train_steps, lr_warmup_steps;
     long long gradient_accumulation_steps, num_ddim_timesteps, time_cond_proj_dim, shuffle_buffer_size, max_nonfinite_steps;
+    long long resolution;
     double learning_rate, adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm, w_min, w_max, huber_c;
     double timestep_scaling_factor, ema_decay;
-    int gradient_checkpointing, use_8bit_adam, progress, push_to_hub;
+    int gradient_checkpointing, use_8bit_adam, progress, push_to_hub, use_fix_crop_and_size;
 } options;
 
 static options opt = {
@@ -42,7 +43,7 @@ static options opt = {
     .checkpointing_steps = 500, .train_batch_size = 16, .max_train_steps = -1, .lr_warmup_steps = 500,
     .gradient_accumulation_steps = 1, .num_ddim_timesteps = 50, .time_cond_proj_dim = 256, .max_nonfinite_steps = 10,
     .learning_rate = 1e-4, .adam_beta1 = 0.9, .adam_beta2 = 0.999, .adam_weight_decay = 1e-2, .adam_epsilon = 1e-8,
-    .max_grad_norm = 1.0, .w_min = 5.0, .w_max = 15.0, .huber_c = 0.001, .timestep_scaling_factor = 10.0, .ema_decay = 0.95,
+    .max_grad_norm = 1.0, .w_min = NAN, .resolution = 1024, .w_max = 15.0, .huber_c = 0.001, .timestep_scaling_factor = 10.0, .ema_decay = 0.95,
 };
 
 typedef struct opt_def {
@@ -78,6 +79,8 @@ static const opt_def defs[] = {
     {"adam_epsilon", T_FLOAT, &opt.adam_epsilon},
     {"max_grad_norm", T_FLOAT, &opt.max_grad_norm},
     {"w_min", T_FLOAT, &opt.w_min},
+    {"resolution", T_INT, &opt.resolution},
+    {"use_fix_crop_and_size", T_FLAG, &opt.use_fix_crop_and_size},
     {"w_max", T_FLOAT, &opt.w_max},
     {"num_ddim_timesteps", T_INT, &opt.num_ddim_timesteps},
     {"loss_type", T_STR, &opt.loss_type},
@@ -94,7 +97,7 @@ static const opt_def defs[] = {
     {"progress", T_FLAG, &opt.progress},
     /* the reference's, without a meaning here */
     {"teacher_revision", T_IGNORED_ARG, NULL}, {"revision", T_IGNORED_ARG, NULL}, {"cache_dir", T_IGNORED_ARG, NULL},
-    {"logging_dir", T_IGNORED_ARG, NULL}, {"report_to", T_IGNORED_ARG, NULL}, {"resolution", T_IGNORED_ARG, NULL},
+    {"logging_dir", T_IGNORED_ARG, NULL}, {"report_to", T_IGNORED_ARG, NULL},
     {"interpolation_type", T_IGNORED_ARG, NULL}, {"center_crop", T_IGNORED_FLAG, NULL}, {"random_flip", T_IGNORED_FLAG, NULL},
     {"dataloader_num_workers", T_IGNORED_ARG, NULL}, {"num_train_epochs", T_IGNORED_ARG, NULL},
     {"max_train_samples", T_IGNORED_ARG, NULL}, {"scale_lr", T_IGNORED_FLAG, NULL},
@@ -122,12 +125,16 @@ static const char usage[] =
     "  --lr_scheduler NAME (constant)          --lr_warmup_steps N (500)\n"
     "  --adam_beta1/2, --adam_weight_decay, --adam_epsilon (0.9, 0.999, 1e-2, 1e-8)\n"
     "  --max_grad_norm X (1.0)                 --loss_type l2|huber (l2), --huber_c X (0.001)\n"
-    "  --w_min X (5), --w_max X (15)           --num_ddim_timesteps N (50)\n"
+    "  --w_min X (5; SDXL 3), --w_max X (15)   --num_ddim_timesteps N (50)\n"
     "  --timestep_scaling_factor X (10)        --ema_decay X (0.95)\n"
     "  --unet_time_cond_proj_dim N (256)       --gradient_checkpointing\n"
     "  --checkpointing_steps N (500)           --checkpoints_total_limit N\n"
     "  --resume_from_checkpoint latest|PATH    --mixed_precision no\n"
     "  --train_shards_path_or_url SPEC         frame files, brace ranges, `::` lists\n"
+    "SDXL (a teacher UNet with addition_embed_type text_time; records need\n"
+    "`pooled_prompt_embeds`, `original_size` and `crop_coords`):\n"
+    "  --resolution N (1024)                   the target size in time_ids\n"
+    "  --use_fix_crop_and_size                 time_ids from (N, N) and (0, 0)\n"
     "Ours:\n"
     "  --init_student DIR        start from this UNet (with time_cond_proj_dim)\n"
     "  --uncond_embeds FILE      the unconditional prompt_embeds (a frame file)\n"
@@ -175,7 +182,7 @@ static void parse_args(int argc, char **argv) {
     if (opt.use_8bit_adam) die_usage("--use_8bit_adam is not supported yet");
     if (opt.push_to_hub) die_usage("--push_to_hub: nothing leaves this machine; upload OUTPUT_DIR yourself");
     if (opt.vae_path) die_usage("--pretrained_vae_model_name_or_path: latents come precomputed; use it with vae-encode --model");
-    if (opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
+    if (!isnan(opt.w_min) && opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
     for (int i = 0; i < N_DEFS; i++) free(dashed[i]);
     free(dashed), free(lo);
 }
@@ -202,6 +209,7 @@ static float vae_scaling_factor(const char *teacher) {
  * text encoder on "" (as the reference computes it once before the loop). */
 static float *uncond_embedding(int *len, int *dim) {
     char err[LCM_ERRLEN];
+    *len = *dim = 0;
     if (opt.uncond_embeds) {
         frame_reader *r = frame_reader_open(opt.uncond_embeds, err);
         if (!r) die("%s", err);
@@ -439,16 +447,24 @@ int main(int argc, char **argv) {
     signal(SIGTERM, on_signal);
 
     load_models(&r.teacher, &r.student, &r.target, r.be);
+    int sdxl = r.teacher.cfg.text_time;
+    /* the SDXL script's default guidance range is [3, 15] */
+    if (isnan(opt.w_min)) opt.w_min = sdxl ? 3.0 : 5.0;
+    if (opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
+    if (sdxl && opt.uncond_embeds) die_usage("--uncond_embeds: an SDXL teacher's unconditional embeddings are zeros");
+    if (!sdxl && opt.use_fix_crop_and_size) die_usage("--use_fix_crop_and_size: only for an SDXL teacher (addition_embed_type text_time)");
     noise_schedule ns;
     char *sched_path = path_join(opt.teacher, "scheduler/scheduler_config.json");
     if (schedule_from_config(&ns, sched_path, err)) die("%s", err);
     free(sched_path);
     lcd_config cfg = {.num_ddim_timesteps = (int)opt.num_ddim_timesteps, .w_min = (float)opt.w_min, .w_max = (float)opt.w_max,
                       .timestep_scaling = (float)opt.timestep_scaling_factor, .loss = strcmp(opt.loss_type, "huber") ? LOSS_MSE : LOSS_PSEUDO_HUBER,
-                      .huber_c = (float)opt.huber_c, .scaling_factor = vae_scaling_factor(opt.teacher), .seed = (uint64_t)opt.seed};
+                      .huber_c = (float)opt.huber_c, .scaling_factor = vae_scaling_factor(opt.teacher), .seed = (uint64_t)opt.seed,
+                      .sdxl = sdxl, .use_fix_crop_and_size = opt.use_fix_crop_and_size, .resolution = (int)opt.resolution};
     r.tr = (lcd_trainer){.teacher = &r.teacher, .student = &r.student, .target = &r.target};
     if (lcd_init(&r.tr, &cfg, &ns, err)) die_usage("%s", err);
-    r.tr.uncond = uncond_embedding(&r.tr.uncond_len, &r.tr.uncond_dim);
+    /* SDXL's unconditional embeddings are zeros: no text encoder needed */
+    if (!cfg.sdxl) r.tr.uncond = uncond_embedding(&r.tr.uncond_len, &r.tr.uncond_dim);
     adamw_init(&r.adam, &r.student.ps, (float)opt.adam_beta1, (float)opt.adam_beta2, (float)opt.adam_epsilon, (float)opt.adam_weight_decay);
     lr_kind_parse(opt.lr_scheduler, &r.lrs.kind);
     r.lrs.base_lr = opt.learning_rate, r.lrs.warmup_steps = opt.lr_warmup_steps, r.lrs.total_steps = opt.max_train_steps > 0 ? opt.max_train_steps : 0;

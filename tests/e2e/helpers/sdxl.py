@@ -4,6 +4,7 @@
   captions GOLDEN                     the golden's captions, one per line (for --prompt)
   check-text FRAMES GOLDEN            prompt_embeds and pooled_prompt_embeds of each record
                                       == the golden's (max abs err / max |golden| <= 1e-4)
+  strip IN OUT KEY...                 a copy of the frames without KEYs
 """
 import json
 import sys
@@ -46,5 +47,13 @@ def check_text(frames, golden):
             sys.exit(f"{key}: over tolerance {TOL}")
 
 
+def strip(src, dst, *keys):
+    with open(src, "rb") as f:
+        recs = list(msgpack.Unpacker(f, raw=False))
+    with open(dst, "wb") as f:
+        for r in recs:
+            f.write(msgpack.packb({k: v for k, v in r.items() if k not in keys}, use_bin_type=True))
+
+
 if __name__ == "__main__":
-    {"captions": captions, "check-text": check_text}[sys.argv[1]](*sys.argv[2:])
+    {"captions": captions, "check-text": check_text, "strip": strip}[sys.argv[1]](*sys.argv[2:])
