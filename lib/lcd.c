@@ -10,6 +10,7 @@
 #include "frame.h"
 #include "optim.h"
 #include "rng.h"
+#include "unet_lora.h"
 #include "util.h"
 
 void lcd_free(lcd_trainer *t) {
@@ -325,7 +326,12 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
     tensor xt_d = dev(scratch, 4, lat4), ot_d = dev(scratch, 4, lat4);
     tensor_from_host(&xt_d, xprev_f);
     in.sample = &xt_d, in.timesteps = t_f;
-    unet_forward(t->target, in, &ot_d, 0);
+    /* LoRA: no target network; the student's prediction without grad, run on
+     * the teacher's copy of the base weights with the adapters attached */
+    unet_model *target_net = t->student->lora ? t->teacher : t->target;
+    if (t->student->lora) t->teacher->lora = t->student->lora;
+    unet_forward(target_net, in, &ot_d, 0);
+    if (t->student->lora) t->teacher->lora = NULL;
     tensor_to_host(&ot_d, out2);
     for (int i = 0; i < B; i++)
         for (int64_t j = 0; j < per; j++) {
@@ -361,11 +367,14 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
 }
 
 double lcd_apply_update(lcd_trainer *t, adamw_state *opt, float lr, float max_grad_norm, float ema_decay) {
-    params *ps = &t->student->ps;
+    params *ps = lcd_trained_params(t);
     double norm = grad_norm(ps);
     clip_grads(ps, norm, max_grad_norm);
     adamw_step(opt, ps, lr);
     params_zero_grad(ps);
-    ema_update(&t->target->ps, ps, ema_decay);
+    /* LoRA has no EMA target: the target is the student with its adapters */
+    if (!t->student->lora) ema_update(&t->target->ps, ps, ema_decay);
     return norm;
 }
+
+params *lcd_trained_params(lcd_trainer *t) { return t->student->lora ? &t->student->lora->ps : &t->student->ps; }

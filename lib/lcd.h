@@ -94,7 +94,15 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
  * before clipping), clipping to max_grad_norm, AdamW at lr, zeroing the
  * gradients, then the EMA of the target towards the student. */
 struct adamw_state;
+/* LoRA (student->lora set: the teacher's base weights plus adapters): only
+ * the adapters train, no guidance embedding unless the student has
+ * time_cond_proj_dim, and the target is the student's own prediction under
+ * no grad, run on the teacher with the adapters attached (t->target unused,
+ * no EMA). */
 double lcd_apply_update(lcd_trainer *t, struct adamw_state *opt, float lr, float max_grad_norm, float ema_decay);
+
+/* What the optimizer updates: the student's parameters, or its adapters. */
+params *lcd_trained_params(lcd_trainer *t);
 
 /* Fills what a record does not replay from the generator stream of (seed,
  * record); x0 from `latent` or from `latent_moments` with posterior noise.
