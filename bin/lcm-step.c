@@ -20,6 +20,7 @@
 #include "train_data.h"
 #include "text_embed.h"
 #include "unet.h"
+#include "unet_lora.h"
 #include "util.h"
 #include "validation.h"
 
@@ -29,13 +30,14 @@ typedef enum { T_STR, T_INT, T_FLOAT, T_FLAG, T_IGNORED_ARG, T_IGNORED_FLAG } op
 
 typedef struct options {
     const char *teacher, *init_student, *uncond_embeds, *output_dir, *resume, *shards, *lr_scheduler, *loss_type;
-    const char *mixed_precision, *backend_name, *vae_path, *validation_prompts;
+    const char *mixed_precision, *backend_name, *vae_path, *init_lora, *validation_prompts;
     long long seed, checkpointing_steps, checkpoints_total_limit, train_batch_size, max_train_steps, lr_warmup_steps;
     long long gradient_accumulation_steps, num_ddim_timesteps, time_cond_proj_dim, shuffle_buffer_size, max_nonfinite_steps;
-    long long validation_steps, validation_images;
+    long long resolution, lora_rank, validation_steps, validation_images;
+    double lora_alpha, lora_dropout;
     double learning_rate, adam_beta1, adam_beta2, adam_weight_decay, adam_epsilon, max_grad_norm, w_min, w_max, huber_c;
     double timestep_scaling_factor, ema_decay;
-    int gradient_checkpointing, use_8bit_adam, progress, push_to_hub;
+    int gradient_checkpointing, use_8bit_adam, progress, push_to_hub, use_fix_crop_and_size, lora;
 } options;
 
 static options opt = {
@@ -44,7 +46,7 @@ static options opt = {
     .gradient_accumulation_steps = 1, .num_ddim_timesteps = 50, .time_cond_proj_dim = 256, .max_nonfinite_steps = 10,
     .validation_steps = 200, .validation_images = 4,
     .learning_rate = 1e-4, .adam_beta1 = 0.9, .adam_beta2 = 0.999, .adam_weight_decay = 1e-2, .adam_epsilon = 1e-8,
-    .max_grad_norm = 1.0, .w_min = 5.0, .w_max = 15.0, .huber_c = 0.001, .timestep_scaling_factor = 10.0, .ema_decay = 0.95,
+    .max_grad_norm = 1.0, .w_min = NAN, .resolution = 1024, .lora_rank = 64, .lora_alpha = 64, .w_max = 15.0, .huber_c = 0.001, .timestep_scaling_factor = 10.0, .ema_decay = 0.95,
 };
 
 typedef struct opt_def {
@@ -80,6 +82,13 @@ static const opt_def defs[] = {
     {"adam_epsilon", T_FLOAT, &opt.adam_epsilon},
     {"max_grad_norm", T_FLOAT, &opt.max_grad_norm},
     {"w_min", T_FLOAT, &opt.w_min},
+    {"resolution", T_INT, &opt.resolution},
+    {"use_fix_crop_and_size", T_FLAG, &opt.use_fix_crop_and_size},
+    {"lora", T_FLAG, &opt.lora},
+    {"lora_rank", T_INT, &opt.lora_rank},
+    {"lora_alpha", T_FLOAT, &opt.lora_alpha},
+    {"lora_dropout", T_FLOAT, &opt.lora_dropout},
+    {"init_lora", T_STR, &opt.init_lora},
     {"w_max", T_FLOAT, &opt.w_max},
     {"num_ddim_timesteps", T_INT, &opt.num_ddim_timesteps},
     {"loss_type", T_STR, &opt.loss_type},
@@ -99,7 +108,7 @@ static const opt_def defs[] = {
     {"validation_images_per_prompt", T_INT, &opt.validation_images},
     /* the reference's, without a meaning here */
     {"teacher_revision", T_IGNORED_ARG, NULL}, {"revision", T_IGNORED_ARG, NULL}, {"cache_dir", T_IGNORED_ARG, NULL},
-    {"logging_dir", T_IGNORED_ARG, NULL}, {"report_to", T_IGNORED_ARG, NULL}, {"resolution", T_IGNORED_ARG, NULL},
+    {"logging_dir", T_IGNORED_ARG, NULL}, {"report_to", T_IGNORED_ARG, NULL},
     {"interpolation_type", T_IGNORED_ARG, NULL}, {"center_crop", T_IGNORED_FLAG, NULL}, {"random_flip", T_IGNORED_FLAG, NULL},
     {"dataloader_num_workers", T_IGNORED_ARG, NULL}, {"num_train_epochs", T_IGNORED_ARG, NULL},
     {"max_train_samples", T_IGNORED_ARG, NULL}, {"scale_lr", T_IGNORED_FLAG, NULL},
@@ -127,13 +136,22 @@ static const char usage[] =
     "  --lr_scheduler NAME (constant)          --lr_warmup_steps N (500)\n"
     "  --adam_beta1/2, --adam_weight_decay, --adam_epsilon (0.9, 0.999, 1e-2, 1e-8)\n"
     "  --max_grad_norm X (1.0)                 --loss_type l2|huber (l2), --huber_c X (0.001)\n"
-    "  --w_min X (5), --w_max X (15)           --num_ddim_timesteps N (50)\n"
+    "  --w_min X (5; SDXL 3), --w_max X (15)   --num_ddim_timesteps N (50)\n"
     "  --timestep_scaling_factor X (10)        --ema_decay X (0.95)\n"
     "  --unet_time_cond_proj_dim N (256)       --gradient_checkpointing\n"
     "  --checkpointing_steps N (500)           --checkpoints_total_limit N\n"
     "  --validation_steps N (200; 0: none)     --validation_prompts FILE (the reference's 4)\n"
     "  --resume_from_checkpoint latest|PATH    --mixed_precision no\n"
     "  --train_shards_path_or_url SPEC         frame files, brace ranges, `::` lists\n"
+    "SDXL (a teacher UNet with addition_embed_type text_time; records need\n"
+    "`pooled_prompt_embeds`, `original_size` and `crop_coords`):\n"
+    "  --resolution N (1024)                   the target size in time_ids\n"
+    "  --use_fix_crop_and_size                 time_ids from (N, N) and (0, 0)\n"
+    "LCM-LoRA (train_lcm_distill_lora_sd_wds.py), selected by any of these:\n"
+    "  --lora                                  train LoRA adapters of the teacher\n"
+    "  --lora_rank N (64), --lora_alpha X (64) rank and alpha (scale alpha/rank)\n"
+    "  --init_lora FILE                        start from these adapters\n"
+    "  writes OUTPUT_DIR/pytorch_lora_weights.safetensors instead of unet/, unet_target/\n"
     "Ours:\n"
     "  --init_student DIR        start from this UNet (with time_cond_proj_dim)\n"
     "  --uncond_embeds FILE      the unconditional prompt_embeds (a frame file)\n"
@@ -171,6 +189,8 @@ static void parse_args(int argc, char **argv) {
         case T_FLAG: *(int *)d->dst = 1; break;
         default: break;
         }
+        /* any LoRA option selects the LCM-LoRA script */
+        if (!strncmp(d->name, "lora", 4) || !strcmp(d->name, "init_lora")) opt.lora = 1;
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!opt.teacher) die_usage("--pretrained_teacher_model DIR is required");
@@ -182,7 +202,10 @@ static void parse_args(int argc, char **argv) {
     if (opt.use_8bit_adam) die_usage("--use_8bit_adam is not supported yet");
     if (opt.push_to_hub) die_usage("--push_to_hub: nothing leaves this machine; upload OUTPUT_DIR yourself");
     if (opt.vae_path) die_usage("--pretrained_vae_model_name_or_path: latents come precomputed; use it with vae-encode --model");
-    if (opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
+    if (opt.lora && opt.init_student) die_usage("--init_student: a LoRA student is the teacher plus adapters (use --init_lora)");
+    if (opt.lora && opt.lora_rank < 1) die_usage("--lora_rank must be at least 1");
+    if (opt.lora_dropout != 0) die_usage("--lora_dropout: only 0 (the reference's default) is supported");
+    if (!isnan(opt.w_min) && opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
     for (int i = 0; i < N_DEFS; i++) free(dashed[i]);
     free(dashed), free(lo);
 }
@@ -209,6 +232,7 @@ static float vae_scaling_factor(const char *teacher) {
  * text encoder on "" (as the reference computes it once before the loop). */
 static float *uncond_embedding(int *len, int *dim) {
     char err[LCM_ERRLEN];
+    *len = *dim = 0;
     if (opt.uncond_embeds) {
         frame_reader *r = frame_reader_open(opt.uncond_embeds, err);
         if (!r) die("%s", err);
@@ -231,9 +255,24 @@ static float *uncond_embedding(int *len, int *dim) {
     return u;
 }
 
-static void load_models(unet_model *teacher, unet_model *student, unet_model *target, const backend *be) {
+/* LoRA: the student is the teacher's weights (frozen) plus adapters; the
+ * target is the student itself, so there is no target model. */
+static void load_lora_student(unet_model *student, unet_lora *lora, const backend *be) {
+    char err[LCM_ERRLEN];
+    if (unet_load(student, opt.teacher, be, 0, err)) die("%s", err);
+    if (unet_lora_create(lora, student, (int)opt.lora_rank, (float)opt.lora_alpha, 1, (uint64_t)opt.seed, err)) die("%s", err);
+    if (opt.init_lora && unet_lora_load(lora, opt.init_lora, err)) die("%s", err);
+    student->lora = lora;
+    student->checkpointing = opt.gradient_checkpointing;
+}
+
+static void load_models(unet_model *teacher, unet_model *student, unet_model *target, unet_lora *lora, const backend *be) {
     char err[LCM_ERRLEN];
     if (unet_load(teacher, opt.teacher, be, 0, err)) die("%s", err);
+    if (opt.lora) {
+        load_lora_student(student, lora, be);
+        return;
+    }
     if (opt.init_student) {
         if (unet_load(student, opt.init_student, be, 1, err)) die("%s", err);
         if (student->cfg.time_cond_proj_dim <= 0) die("%s: the student has no time_cond_proj_dim", opt.init_student);
@@ -257,6 +296,7 @@ typedef struct run {
     dist d;
     const backend *be;
     unet_model teacher, student, target;
+    unet_lora lora; /* LoRA mode: the student's adapters */
     lcd_trainer tr;
     adamw_state adam;
     lr_schedule lrs;
@@ -366,6 +406,10 @@ static void validate(run *r) {
 
 static void setup_validation(run *r) {
     if (opt.validation_steps <= 0) return;
+    if (opt.lora || r->tr.cfg.sdxl) { /* the sampler has neither adapters nor SDXL's conditioning yet */
+        warn("no validation images in %s mode yet", opt.lora ? "LoRA" : "SDXL");
+        return;
+    }
     char err[LCM_ERRLEN];
     if (validation_init(&r->val, opt.teacher, opt.validation_prompts, (int)opt.validation_images, &r->student,
                         (uint64_t)opt.seed, r->be, err)) {
@@ -378,7 +422,7 @@ static void setup_validation(run *r) {
 
 static void average_gradients(run *r) {
     if (r->d.world == 1) return;
-    params *ps = &r->student.ps;
+    params *ps = lcd_trained_params(&r->tr);
     if (ps->backend == backend_cpu()) {
         dist_average(&r->d, ps->grad, ps->total);
         return;
@@ -406,7 +450,7 @@ static int train(run *r) {
         average_gradients(r);
         loss = dist_sum(&r->d, loss) / r->d.world;
         if (!isfinite(loss)) {
-            params_zero_grad(&r->student.ps);
+            params_zero_grad(lcd_trained_params(&r->tr));
             warn("step %lld: loss is %g: step skipped", (long long)r->step + 1, loss);
             if (++nonfinite >= opt.max_nonfinite_steps) {
                 save_checkpoint(r);
@@ -437,7 +481,14 @@ static int train(run *r) {
 
 static void save_final(run *r) {
     if (r->d.rank) return;
-    char err[LCM_ERRLEN], *p = path_join(opt.output_dir, "unet");
+    char err[LCM_ERRLEN], *p;
+    if (opt.lora) {
+        p = path_join(opt.output_dir, UNET_LORA_FILE);
+        if (unet_lora_save(&r->lora, p, err)) die("%s", err);
+        free(p);
+        return;
+    }
+    p = path_join(opt.output_dir, "unet");
     if (unet_save(&r->student, p, err)) die("%s", err);
     free(p);
     p = path_join(opt.output_dir, "unet_target");
@@ -457,18 +508,26 @@ int main(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
-    load_models(&r.teacher, &r.student, &r.target, r.be);
+    load_models(&r.teacher, &r.student, &r.target, &r.lora, r.be);
+    int sdxl = r.teacher.cfg.text_time;
+    /* the SDXL script's default guidance range is [3, 15] */
+    if (isnan(opt.w_min)) opt.w_min = sdxl ? 3.0 : 5.0;
+    if (opt.w_max < opt.w_min) die_usage("--w_max must not be below --w_min");
+    if (sdxl && opt.uncond_embeds) die_usage("--uncond_embeds: an SDXL teacher's unconditional embeddings are zeros");
+    if (!sdxl && opt.use_fix_crop_and_size) die_usage("--use_fix_crop_and_size: only for an SDXL teacher (addition_embed_type text_time)");
     noise_schedule ns;
     char *sched_path = path_join(opt.teacher, "scheduler/scheduler_config.json");
     if (schedule_from_config(&ns, sched_path, err)) die("%s", err);
     free(sched_path);
     lcd_config cfg = {.num_ddim_timesteps = (int)opt.num_ddim_timesteps, .w_min = (float)opt.w_min, .w_max = (float)opt.w_max,
                       .timestep_scaling = (float)opt.timestep_scaling_factor, .loss = strcmp(opt.loss_type, "huber") ? LOSS_MSE : LOSS_PSEUDO_HUBER,
-                      .huber_c = (float)opt.huber_c, .scaling_factor = vae_scaling_factor(opt.teacher), .seed = (uint64_t)opt.seed};
+                      .huber_c = (float)opt.huber_c, .scaling_factor = vae_scaling_factor(opt.teacher), .seed = (uint64_t)opt.seed,
+                      .sdxl = sdxl, .use_fix_crop_and_size = opt.use_fix_crop_and_size, .resolution = (int)opt.resolution};
     r.tr = (lcd_trainer){.teacher = &r.teacher, .student = &r.student, .target = &r.target};
     if (lcd_init(&r.tr, &cfg, &ns, err)) die_usage("%s", err);
-    r.tr.uncond = uncond_embedding(&r.tr.uncond_len, &r.tr.uncond_dim);
-    adamw_init(&r.adam, &r.student.ps, (float)opt.adam_beta1, (float)opt.adam_beta2, (float)opt.adam_epsilon, (float)opt.adam_weight_decay);
+    /* SDXL's unconditional embeddings are zeros: no text encoder needed */
+    if (!cfg.sdxl) r.tr.uncond = uncond_embedding(&r.tr.uncond_len, &r.tr.uncond_dim);
+    adamw_init(&r.adam, lcd_trained_params(&r.tr), (float)opt.adam_beta1, (float)opt.adam_beta2, (float)opt.adam_epsilon, (float)opt.adam_weight_decay);
     lr_kind_parse(opt.lr_scheduler, &r.lrs.kind);
     r.lrs.base_lr = opt.learning_rate, r.lrs.warmup_steps = opt.lr_warmup_steps, r.lrs.total_steps = opt.max_train_steps > 0 ? opt.max_train_steps : 0;
     r.src = train_source_open(opt.shards, r.d.rank, r.d.world, (size_t)opt.shuffle_buffer_size, (uint64_t)opt.seed, err);
@@ -494,7 +553,9 @@ int main(int argc, char **argv) {
     lcd_free(&r.tr);
     adamw_free(&r.adam);
     train_source_close(r.src);
-    unet_free(&r.teacher), unet_free(&r.student), unet_free(&r.target);
+    unet_free(&r.teacher), unet_free(&r.student);
+    if (opt.lora) unet_lora_free(&r.lora);
+    else unet_free(&r.target);
     dist_finalize(&r.d);
     return EXIT_OK;
 }

@@ -12,6 +12,7 @@
 #include "modeldir.h"
 #include "safetensors.h"
 #include "util.h"
+#include "unet_lora.h"
 #include "weights.h"
 
 /* The numbers of the checkpoint-N folders, ascending. */
@@ -88,10 +89,16 @@ int checkpoint_save(const char *output_dir, int64_t step, const unet_model *stud
     prune(output_dir, total_limit);
     rm_rf(tmp);
     if (mkdir_p(tmp, err)) return -1;
-    snprintf(p, sizeof p, "%s/unet", tmp);
-    if (unet_save(student, p, err)) goto fail;
-    snprintf(p, sizeof p, "%s/unet_target", tmp);
-    if (unet_save(target, p, err)) goto fail;
+    if (student->lora) {
+        /* LoRA: the adapters are the whole trained state (target = student) */
+        snprintf(p, sizeof p, "%s/" UNET_LORA_FILE, tmp);
+        if (unet_lora_save(student->lora, p, err)) goto fail;
+    } else {
+        snprintf(p, sizeof p, "%s/unet", tmp);
+        if (unet_save(student, p, err)) goto fail;
+        snprintf(p, sizeof p, "%s/unet_target", tmp);
+        if (unet_save(target, p, err)) goto fail;
+    }
     snprintf(p, sizeof p, "%s/optimizer.safetensors", tmp);
     if (write_optimizer(p, opt, err)) goto fail;
     snprintf(p, sizeof p, "%s/state.json", tmp);
@@ -130,10 +137,15 @@ static int read_optimizer(const char *path, adamw_state *opt, char *err) {
 
 int checkpoint_load(const char *dir, unet_model *student, unet_model *target, adamw_state *opt, char **state_json, char *err) {
     char p[4400];
-    snprintf(p, sizeof p, "%s/unet", dir);
-    if (unet_load_params(student, p, err)) return -1;
-    snprintf(p, sizeof p, "%s/unet_target", dir);
-    if (unet_load_params(target, p, err)) return -1;
+    if (student->lora) {
+        snprintf(p, sizeof p, "%s/" UNET_LORA_FILE, dir);
+        if (unet_lora_load(student->lora, p, err)) return -1;
+    } else {
+        snprintf(p, sizeof p, "%s/unet", dir);
+        if (unet_load_params(student, p, err)) return -1;
+        snprintf(p, sizeof p, "%s/unet_target", dir);
+        if (unet_load_params(target, p, err)) return -1;
+    }
     snprintf(p, sizeof p, "%s/optimizer.safetensors", dir);
     if (read_optimizer(p, opt, err)) return -1;
     snprintf(p, sizeof p, "%s/state.json", dir);

@@ -5,6 +5,10 @@
  *                          /optimizer.safetensors   AdamW's exp_avg, exp_avg_sq
  *                          /state.json     step, records consumed, options
  *
+ * In LoRA mode (student->lora set) pytorch_lora_weights.safetensors (the
+ * adapters, diffusers layout) takes the place of unet/ and unet_target/, and
+ * the optimizer state is the adapters'.
+ *
  * A checkpoint is built under a temporary name and renamed into place, so a
  * crash (kill -9 included) never leaves a half checkpoint where `latest`
  * would find it. */

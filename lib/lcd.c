@@ -10,6 +10,7 @@
 #include "frame.h"
 #include "optim.h"
 #include "rng.h"
+#include "unet_lora.h"
 #include "util.h"
 
 void lcd_free(lcd_trainer *t) {
@@ -55,11 +56,18 @@ int lcd_batch_alloc(lcd_batch *b, int B, const frame *first, char *err) {
     b->prompt = xmalloc((size_t)B * b->L * b->D * sizeof(float));
     b->index = xmalloc((size_t)B * sizeof(int64_t));
     b->w = xmalloc((size_t)B * sizeof(float));
+    const frame_value *pooled = tensor_key(first, "pooled_prompt_embeds");
+    if (pooled) {
+        if (pooled->v.tensor.ndim != 1) return seterr(err, "record %llu: pooled_prompt_embeds must be [P]", (unsigned long long)first->record);
+        b->P = (int)pooled->v.tensor.shape[0];
+        b->pooled = xmalloc((size_t)B * b->P * sizeof(float));
+        b->time_ids = xmalloc((size_t)B * 6 * sizeof(float));
+    }
     return 0;
 }
 
 void lcd_batch_free(lcd_batch *b) {
-    free(b->x0), free(b->noise), free(b->prompt), free(b->index), free(b->w);
+    free(b->x0), free(b->noise), free(b->prompt), free(b->index), free(b->w), free(b->pooled), free(b->time_ids);
     memset(b, 0, sizeof *b);
 }
 
@@ -83,6 +91,29 @@ static int replay_scalar(const frame *rec, const char *key, double *out, char *e
     if (v->kind != FV_TENSOR || shape_numel(v->v.tensor.ndim, v->v.tensor.shape) != 1 || frame_tensor_copy(v, &t, err))
         return seterr(err, "record %llu: `%s` must be a one-element tensor", (unsigned long long)rec->record, key);
     *out = d;
+    return 0;
+}
+
+/* SDXL's added conditioning of one record: the pooled embedding and
+ * time_ids = [orig_h, orig_w, crop_top, crop_left, res, res]. The reference's
+ * loader fills original_size with the JSON's (width, height); records carry
+ * (height, width), the order SDXL was trained with, and that is used. */
+static int fill_added_cond(lcd_batch *b, int slot, const frame *rec, const lcd_config *cfg, char *err) {
+    unsigned long long id = (unsigned long long)rec->record;
+    if (!b->pooled) return seterr(err, "record %llu: an SDXL teacher needs `pooled_prompt_embeds` in every record", id);
+    int rc = replay(rec, "pooled_prompt_embeds", b->pooled + (size_t)slot * b->P, b->P, err);
+    if (rc) return rc < 0 ? -1 : seterr(err, "record %llu has no `pooled_prompt_embeds`", id);
+    float *ids = b->time_ids + (size_t)slot * 6;
+    float res = (float)cfg->resolution;
+    if (cfg->use_fix_crop_and_size) {
+        ids[0] = ids[1] = res, ids[2] = ids[3] = 0;
+    } else {
+        if ((rc = replay(rec, "original_size", ids, 2, err)) != 0)
+            return rc < 0 ? -1 : seterr(err, "record %llu has no `original_size` (or use --use_fix_crop_and_size)", id);
+        if ((rc = replay(rec, "crop_coords", ids + 2, 2, err)) != 0)
+            return rc < 0 ? -1 : seterr(err, "record %llu has no `crop_coords` (or use --use_fix_crop_and_size)", id);
+    }
+    ids[4] = ids[5] = res;
     return 0;
 }
 
@@ -121,7 +152,7 @@ int lcd_batch_fill(lcd_batch *b, int slot, const frame *rec, uint64_t record_ind
     if (rc == 1) rng_normal_fill(&r, noise, (size_t)lat);
     if ((rc = replay_scalar(rec, "w", &d, err)) < 0) return -1;
     b->w[slot] = rc == 1 ? (cfg->w_max - cfg->w_min) * rng_uniform(&r) + cfg->w_min : (float)d;
-    return 0;
+    return cfg->sdxl ? fill_added_cond(b, slot, rec, cfg, err) : 0;
 }
 
 /* ---- the step ---- */
@@ -184,7 +215,8 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
     int B = b->B, P = t->student->cfg.time_cond_proj_dim;
     int64_t per = (int64_t)b->C * b->H * b->W, n = B * per, emb = (int64_t)b->L * b->D;
     if (B > 64) die("lcd: micro-batch of %d (at most 64)", B);
-    if (t->uncond_len != b->L || t->uncond_dim != b->D) die("lcd: unconditional embedding [%d, %d], prompts [%d, %d]", t->uncond_len, t->uncond_dim, b->L, b->D);
+    if (!cfg->sdxl && (t->uncond_len != b->L || t->uncond_dim != b->D)) die("lcd: unconditional embedding [%d, %d], prompts [%d, %d]", t->uncond_len, t->uncond_dim, b->L, b->D);
+    if (cfg->sdxl && !b->pooled) die("lcd: an SDXL step needs pooled prompt embeddings");
 
     /* host buffers for the elementwise steps */
     float *xs = WORK(t, xs, (size_t)n * 4), *out = WORK(t, out, (size_t)n * 4), *mp = WORK(t, mp, (size_t)n * 4);
@@ -219,9 +251,17 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
     tensor_from_host(&x_d, xs);
     tensor_from_host(&pe_d, b->prompt);
     if (P > 0) tensor_from_host(&we_d, wemb);
+    /* SDXL: the added conditioning, the same for student and target */
+    tensor te_d = {0}, ti_d = {0};
+    if (cfg->sdxl) {
+        te_d = dev(scratch, 2, (int64_t[]){B, b->P}), ti_d = dev(scratch, 2, (int64_t[]){B, 6});
+        tensor_from_host(&te_d, b->pooled);
+        tensor_from_host(&ti_d, b->time_ids);
+    }
 
     /* step 9: the student, kept for the backward */
-    unet_inputs in = {.sample = &x_d, .timesteps = s_f, .encoder_hidden_states = &pe_d, .timestep_cond = P > 0 ? &we_d : NULL};
+    unet_inputs in = {.sample = &x_d, .timesteps = s_f, .encoder_hidden_states = &pe_d, .timestep_cond = P > 0 ? &we_d : NULL,
+                      .text_embeds = cfg->sdxl ? &te_d : NULL, .time_ids = cfg->sdxl ? &ti_d : NULL};
     unet_forward(t->student, in, &out_d, 1);
     tensor_to_host(&out_d, out);
     for (int i = 0; i < B; i++)
@@ -240,12 +280,28 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
         tensor x2b = tensor_view(be, DT_F32, 4, lat4, (float *)x2.data + n);
         tensor_from_host(&x2b, xs);
         tensor_from_host(&p2, b->prompt);
+        tensor p2b = tensor_view(be, DT_F32, 3, pe3, (float *)p2.data + B * emb);
+        if (cfg->sdxl) op_fill(&p2b, 0.0f); /* SDXL: the unconditional prompt is zeros */
         for (int i = 0; i < B; i++) {
             tensor row = tensor_view(be, DT_F32, 2, (int64_t[]){b->L, b->D}, (float *)p2.data + (B + i) * emb);
-            tensor_from_host(&row, t->uncond);
+            if (!cfg->sdxl) tensor_from_host(&row, t->uncond);
             s2[i] = s2[B + i] = s_f[i];
         }
         unet_inputs tin = {.sample = &x2, .timesteps = s2, .encoder_hidden_states = &p2};
+        tensor te2, ti2;
+        if (cfg->sdxl) {
+            /* cond: the record's pooled embedding; uncond: zeros; time_ids for both */
+            te2 = dev(scratch, 2, (int64_t[]){2 * B, b->P}), ti2 = dev(scratch, 2, (int64_t[]){2 * B, 6});
+            tensor te2a = tensor_view(be, DT_F32, 2, (int64_t[]){B, b->P}, te2.data);
+            tensor te2b = tensor_view(be, DT_F32, 2, (int64_t[]){B, b->P}, (float *)te2.data + (size_t)B * b->P);
+            tensor ti2a = tensor_view(be, DT_F32, 2, (int64_t[]){B, 6}, ti2.data);
+            tensor ti2b = tensor_view(be, DT_F32, 2, (int64_t[]){B, 6}, (float *)ti2.data + (size_t)B * 6);
+            tensor_from_host(&te2a, b->pooled);
+            op_fill(&te2b, 0.0f);
+            tensor_from_host(&ti2a, b->time_ids);
+            tensor_from_host(&ti2b, b->time_ids);
+            tin.text_embeds = &te2, tin.time_ids = &ti2;
+        }
         unet_forward(t->teacher, tin, &o2, 0);
         tensor_to_host(&o2, out2);
     }
@@ -270,7 +326,12 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
     tensor xt_d = dev(scratch, 4, lat4), ot_d = dev(scratch, 4, lat4);
     tensor_from_host(&xt_d, xprev_f);
     in.sample = &xt_d, in.timesteps = t_f;
-    unet_forward(t->target, in, &ot_d, 0);
+    /* LoRA: no target network; the student's prediction without grad, run on
+     * the teacher's copy of the base weights with the adapters attached */
+    unet_model *target_net = t->student->lora ? t->teacher : t->target;
+    if (t->student->lora) t->teacher->lora = t->student->lora;
+    unet_forward(target_net, in, &ot_d, 0);
+    if (t->student->lora) t->teacher->lora = NULL;
     tensor_to_host(&ot_d, out2);
     for (int i = 0; i < B; i++)
         for (int64_t j = 0; j < per; j++) {
@@ -306,11 +367,14 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
 }
 
 double lcd_apply_update(lcd_trainer *t, adamw_state *opt, float lr, float max_grad_norm, float ema_decay) {
-    params *ps = &t->student->ps;
+    params *ps = lcd_trained_params(t);
     double norm = grad_norm(ps);
     clip_grads(ps, norm, max_grad_norm);
     adamw_step(opt, ps, lr);
     params_zero_grad(ps);
-    ema_update(&t->target->ps, ps, ema_decay);
+    /* LoRA has no EMA target: the target is the student with its adapters */
+    if (!t->student->lora) ema_update(&t->target->ps, ps, ema_decay);
     return norm;
 }
+
+params *lcd_trained_params(lcd_trainer *t) { return t->student->lora ? &t->student->lora->ps : &t->student->ps; }

@@ -29,6 +29,13 @@ typedef struct lcd_config {
     float huber_c;            /* 0.001 */
     float scaling_factor;     /* the VAE's, 0.18215 for SD */
     uint64_t seed;            /* draws not replayed come from streams keyed by (seed, record) */
+    /* SDXL (a teacher with addition_embed_type text_time): every UNet also
+     * gets the pooled prompt embedding and time_ids = [orig_h, orig_w,
+     * crop_top, crop_left, res, res]; the unconditional prompt and pooled
+     * embeddings are zeros (train_lcm_distill_sdxl_wds.py). */
+    int sdxl;
+    int use_fix_crop_and_size; /* time_ids (res, res, 0, 0, res, res) */
+    int resolution;            /* res, 1024 */
 } lcd_config;
 
 /* One micro-batch, on the host, f32 unless said: everything a step draws is
@@ -40,6 +47,9 @@ typedef struct lcd_batch {
     float *noise;         /* [B,C,H,W] forward-process noise */
     int64_t *index;       /* [B] DDIM solver index i */
     float *w;             /* [B] guidance weight */
+    int P;                /* SDXL: pooled width, else 0 */
+    float *pooled;        /* SDXL: [B,P] pooled_prompt_embeds */
+    float *time_ids;      /* SDXL: [B,6] */
 } lcd_batch;
 
 typedef struct lcd_work {
@@ -56,7 +66,7 @@ typedef struct lcd_trainer {
     double abar_prev[LCD_MAX_DDIM];
     int k;                /* T / N */
     unet_model *teacher, *student, *target;
-    float *uncond;        /* [L, D] host: the teacher's unconditional embedding */
+    float *uncond;        /* [L, D] host: the teacher's unconditional embedding (unused for SDXL: zeros) */
     int uncond_len, uncond_dim;
     lcd_work work;
 } lcd_trainer;
@@ -84,10 +94,21 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
  * before clipping), clipping to max_grad_norm, AdamW at lr, zeroing the
  * gradients, then the EMA of the target towards the student. */
 struct adamw_state;
+/* LoRA (student->lora set: the teacher's base weights plus adapters): only
+ * the adapters train, no guidance embedding unless the student has
+ * time_cond_proj_dim, and the target is the student's own prediction under
+ * no grad, run on the teacher with the adapters attached (t->target unused,
+ * no EMA). */
 double lcd_apply_update(lcd_trainer *t, struct adamw_state *opt, float lr, float max_grad_norm, float ema_decay);
 
+/* What the optimizer updates: the student's parameters, or its adapters. */
+params *lcd_trained_params(lcd_trainer *t);
+
 /* Fills what a record does not replay from the generator stream of (seed,
- * record); x0 from `latent` or from `latent_moments` with posterior noise. */
+ * record); x0 from `latent` or from `latent_moments` with posterior noise.
+ * SDXL (cfg->sdxl): also `pooled_prompt_embeds` [P], and time_ids from
+ * `original_size` (height, width) and `crop_coords` (top, left) unless
+ * cfg->use_fix_crop_and_size. lcd_batch_alloc sizes P from the first record. */
 struct frame;
 int lcd_batch_fill(lcd_batch *b, int slot, const struct frame *rec, uint64_t record_index, const lcd_config *cfg, char *err);
 int lcd_batch_alloc(lcd_batch *b, int B, const struct frame *first, char *err);

@@ -73,6 +73,7 @@ typedef struct unet_model {
     arena act;
     int checkpointing; /* the forward keeps block inputs only; the backward recomputes each block */
     struct unet_net *net;
+    struct unet_lora *lora; /* adapters applied in the forward and backward (unet_lora.h), or NULL; not owned */
 } unet_model;
 
 /* path: a UNet folder, or a pipeline folder (its unet/). train: allocate the

@@ -18,6 +18,7 @@
 
 #include "ops.h"
 #include "unet_layers.h"
+#include "unet_lora.h"
 #include "util.h"
 
 #define TRANSFORMER_GN_EPS 1e-6f
@@ -71,8 +72,10 @@ void unet_resnet_forward(unet_model *m, unet_resnet *r, const tensor *x, const t
     op_group_norm(&s->t1, &s->mean1, &s->rstd1, x, V(r->norm1_w), V(r->norm1_b), g, eps, 1);
     s->c1 = act4(m, B, r->out, H, W);
     op_conv2d(&s->c1, &s->t1, V(r->conv1_w), V(r->conv1_b), same(3));
+    unet_lora_conv(m, r->conv1_w, &s->t1, &s->c1, same(3));
     s->tp = act2(m, B, r->temb_w->value.shape[0]);
     op_linear(&s->tp, semb, V(r->temb_w), V(r->temb_b));
+    unet_lora_linear(m, r->temb_w, semb, &s->tp);
     s->t2 = act4(m, B, r->out, H, W);
     if (!m->cfg.scale_shift) {
         op_add_broadcast(&s->c1, &s->c1, &s->tp);
@@ -84,6 +87,7 @@ void unet_resnet_forward(unet_model *m, unet_resnet *r, const tensor *x, const t
         op_silu(&s->t2, &s->m2);
     }
     op_conv2d(y, &s->t2, V(r->conv2_w), V(r->conv2_b), same(3));
+    unet_lora_conv(m, r->conv2_w, &s->t2, y, same(3));
     float inv = 1.0f / r->out_scale;
     if (!r->short_w) {
         op_axpby(y, inv, y, inv, x);
@@ -92,6 +96,7 @@ void unet_resnet_forward(unet_model *m, unet_resnet *r, const tensor *x, const t
     arena_mark mark = arena_get_mark(&m->act);
     tensor sc = act4(m, B, r->out, H, W);
     op_conv2d(&sc, x, V(r->short_w), V(r->short_b), conv2d_same_pad(1, 0));
+    unet_lora_conv(m, r->short_w, x, &sc, conv2d_same_pad(1, 0));
     op_axpby(y, inv, y, inv, &sc);
     arena_release(&m->act, mark);
 }
@@ -110,6 +115,7 @@ void unet_resnet_backward(unet_model *m, unet_resnet *r, const tensor *dy, tenso
     }
     tensor dt2 = act4(m, B, r->out, H, W), dc1 = act4(m, B, r->out, H, W), dtp = act_like(m, &s->tp);
     op_conv2d_backward(&dt2, G(r->conv2_w), G(r->conv2_b), &s->t2, V(r->conv2_w), gy, same(3));
+    unet_lora_conv_backward(m, r->conv2_w, &s->t2, gy, &dt2, same(3));
     if (!m->cfg.scale_shift) {
         op_group_norm_backward(&dc1, G(r->norm2_w), G(r->norm2_b), &s->c1, &s->mean2, &s->rstd2, V(r->norm2_w), V(r->norm2_b), &dt2, g, 1);
         op_fill(&dtp, 0.0f);
@@ -121,12 +127,15 @@ void unet_resnet_backward(unet_model *m, unet_resnet *r, const tensor *dy, tenso
     }
     tensor ds = act_like(m, &s->semb);
     op_linear_backward(dsemb ? &ds : NULL, G(r->temb_w), G(r->temb_b), &s->semb, V(r->temb_w), &dtp);
+    unet_lora_linear_backward(m, r->temb_w, &s->semb, &dtp, dsemb ? &ds : NULL);
     if (dsemb) add_into(dsemb, &ds);
     tensor dt1 = act4(m, B, r->in, H, W);
     op_conv2d_backward(&dt1, G(r->conv1_w), G(r->conv1_b), &s->t1, V(r->conv1_w), &dc1, same(3));
+    unet_lora_conv_backward(m, r->conv1_w, &s->t1, &dc1, &dt1, same(3));
     op_group_norm_backward(dx, G(r->norm1_w), G(r->norm1_b), &s->x, &s->mean1, &s->rstd1, V(r->norm1_w), V(r->norm1_b), &dt1, g, 1);
     if (r->short_w) {
         op_conv2d_backward(&dt1, G(r->short_w), G(r->short_b), &s->x, V(r->short_w), gy, conv2d_same_pad(1, 0));
+        unet_lora_conv_backward(m, r->short_w, &s->x, gy, &dt1, conv2d_same_pad(1, 0));
         add_into(dx, &dt1);
     } else {
         add_into(dx, gy);
@@ -151,8 +160,12 @@ static void attention_forward(unet_model *m, unet_attention *a, const tensor *x,
     op_linear(&s->q, x, V(a->q), NULL);
     op_linear(&s->k, src, V(a->k), NULL);
     op_linear(&s->v, src, V(a->v), NULL);
+    unet_lora_linear(m, a->q, x, &s->q);
+    unet_lora_linear(m, a->k, src, &s->k);
+    unet_lora_linear(m, a->v, src, &s->v);
     op_attention(&s->o, &s->lse, &s->q, &s->k, &s->v, attn_params(a));
     op_linear(y, &s->o, V(a->o_w), V(a->o_b));
+    unet_lora_linear(m, a->o_w, &s->o, y);
 }
 
 /* Writes dx; adds the keys' and values' share into dctx (cross) or dx (self). */
@@ -161,12 +174,16 @@ static void attention_backward(unet_model *m, unet_attention *a, const tensor *d
     arena_mark mark = arena_get_mark(&m->act);
     tensor dout = act_like(m, &s->o), dq = act_like(m, &s->q), dk = act_like(m, &s->k), dv = act_like(m, &s->v);
     op_linear_backward(&dout, G(a->o_w), G(a->o_b), &s->o, V(a->o_w), dy);
+    unet_lora_linear_backward(m, a->o_w, &s->o, dy, &dout);
     op_attention_backward(&dq, &dk, &dv, &s->q, &s->k, &s->v, &s->o, &s->lse, &dout, attn_params(a));
     op_linear_backward(dx, G(a->q), NULL, &s->x, V(a->q), &dq);
+    unet_lora_linear_backward(m, a->q, &s->x, &dq, dx);
     tensor *acc = a->cross ? dctx : dx, tmp = act_like(m, &s->ctx);
     op_linear_backward(acc ? &tmp : NULL, G(a->k), NULL, &s->ctx, V(a->k), &dk);
+    unet_lora_linear_backward(m, a->k, &s->ctx, &dk, acc ? &tmp : NULL);
     if (acc) add_into(acc, &tmp);
     op_linear_backward(acc ? &tmp : NULL, G(a->v), NULL, &s->ctx, V(a->v), &dv);
+    unet_lora_linear_backward(m, a->v, &s->ctx, &dv, acc ? &tmp : NULL);
     if (acc) add_into(acc, &tmp);
     arena_release(&m->act, mark);
 }
@@ -194,8 +211,10 @@ static void tblock_forward(unet_model *m, unet_tblock *b, const tensor *h, const
     layer_norm(m, &s->h2, b->n3_w, b->n3_b, &s->mean3, &s->rstd3, &s->n3);
     s->f1 = act3(m, B, N, 2 * b->ff_inner), s->g = act3(m, B, N, b->ff_inner);
     op_linear(&s->f1, &s->n3, V(b->ff1_w), V(b->ff1_b));
+    unet_lora_linear(m, b->ff1_w, &s->n3, &s->f1);
     op_geglu(&s->g, &s->f1);
     op_linear(out, &s->g, V(b->ff2_w), V(b->ff2_b));
+    unet_lora_linear(m, b->ff2_w, &s->g, out);
     add_into(out, &s->h2);
 }
 
@@ -204,8 +223,10 @@ static void tblock_backward(unet_model *m, unet_tblock *b, const tensor *dy, ten
     arena_mark mark = arena_get_mark(&m->act);
     tensor dg = act_like(m, &s->g), df1 = act_like(m, &s->f1), dn = act_like(m, &s->h), dh2 = act_like(m, &s->h), dh1 = act_like(m, &s->h);
     op_linear_backward(&dg, G(b->ff2_w), G(b->ff2_b), &s->g, V(b->ff2_w), dy);
+    unet_lora_linear_backward(m, b->ff2_w, &s->g, dy, &dg);
     op_geglu_backward(&df1, &s->f1, &dg);
     op_linear_backward(&dn, G(b->ff1_w), G(b->ff1_b), &s->n3, V(b->ff1_w), &df1);
+    unet_lora_linear_backward(m, b->ff1_w, &s->n3, &df1, &dn);
     op_layer_norm_backward(&dh2, G(b->n3_w), G(b->n3_b), &s->h2, &s->mean3, &s->rstd3, V(b->n3_w), &dn);
     add_into(&dh2, dy);
     attention_backward(m, &b->attn2, &dh2, &dn, dctx);
@@ -234,10 +255,12 @@ void unet_transformer_forward(unet_model *m, unet_transformer *t, const tensor *
     arena_release(&m->act, mark);
     w2d pin = as_2d(t->proj_in_w), pout = as_2d(t->proj_out_w);
     op_linear(&s->hs[0], &s->tok, &pin.value, V(t->proj_in_b));
+    unet_lora_linear(m, t->proj_in_w, &s->tok, &s->hs[0]);
     for (int l = 0; l < t->n_layers; l++) tblock_forward(m, &t->blocks[l], &s->hs[l], ctx, &s->hs[l + 1]);
     mark = arena_get_mark(&m->act);
     tensor po = act3(m, B, N, C), y3 = reshape3(y, B, C, N);
     op_linear(&po, &s->hs[t->n_layers], &pout.value, V(t->proj_out_b));
+    unet_lora_linear(m, t->proj_out_w, &s->hs[t->n_layers], &po);
     op_transpose(&y3, &po);
     add_into(y, x);
     arena_release(&m->act, mark);
@@ -252,9 +275,11 @@ void unet_transformer_backward(unet_model *m, unet_transformer *t, const tensor 
     op_transpose(&dtok, &dy3);
     tensor dh[2] = {act_like(m, &s->hs[0]), act_like(m, &s->hs[0])};
     op_linear_backward(&dh[0], pout.has_grad ? &pout.grad : NULL, G(t->proj_out_b), &s->hs[t->n_layers], &pout.value, &dtok);
+    unet_lora_linear_backward(m, t->proj_out_w, &s->hs[t->n_layers], &dtok, &dh[0]);
     int cur = 0;
     for (int l = t->n_layers - 1; l >= 0; l--, cur ^= 1) tblock_backward(m, &t->blocks[l], &dh[cur], &dh[cur ^ 1], dctx);
     op_linear_backward(&dtok, pin.has_grad ? &pin.grad : NULL, G(t->proj_in_b), &s->tok, &pin.value, &dh[cur]);
+    unet_lora_linear_backward(m, t->proj_in_w, &s->tok, &dh[cur], &dtok);
     tensor dgn = act_like(m, &s->x), dgn3 = reshape3(&dgn, B, C, N);
     op_transpose(&dgn3, &dtok);
     op_group_norm_backward(dx, G(t->norm_w), G(t->norm_b), &s->x, &s->mean, &s->rstd, V(t->norm_w), V(t->norm_b), &dgn, m->cfg.groups, 0);
@@ -274,10 +299,12 @@ static conv2d_params down_params(const unet_model *m) {
 void unet_downsample_forward(unet_model *m, unet_sampler *s, const tensor *x, tensor *y) {
     s->sv.x = *x;
     op_conv2d(y, x, V(s->w), V(s->b), down_params(m));
+    unet_lora_conv(m, s->w, x, y, down_params(m));
 }
 
 void unet_downsample_backward(unet_model *m, unet_sampler *s, const tensor *dy, tensor *dx) {
     op_conv2d_backward(dx, G(s->w), G(s->b), &s->sv.x, V(s->w), dy, down_params(m));
+    unet_lora_conv_backward(m, s->w, &s->sv.x, dy, dx, down_params(m));
 }
 
 void unet_upsample_forward(unet_model *m, unet_sampler *s, const tensor *x, tensor *y) {
@@ -285,12 +312,14 @@ void unet_upsample_forward(unet_model *m, unet_sampler *s, const tensor *x, tens
     s->sv.up = act4(m, x->shape[0], x->shape[1], y->shape[2], y->shape[3]);
     op_upsample_nearest(&s->sv.up, x);
     op_conv2d(y, &s->sv.up, V(s->w), V(s->b), same(3));
+    unet_lora_conv(m, s->w, &s->sv.up, y, same(3));
 }
 
 void unet_upsample_backward(unet_model *m, unet_sampler *s, const tensor *dy, tensor *dx) {
     arena_mark mark = arena_get_mark(&m->act);
     tensor dup = act_like(m, &s->sv.up);
     op_conv2d_backward(&dup, G(s->w), G(s->b), &s->sv.up, V(s->w), dy, same(3));
+    unet_lora_conv_backward(m, s->w, &s->sv.up, dy, &dup, same(3));
     op_upsample_nearest_backward(dx, &dup);
     arena_release(&m->act, mark);
 }

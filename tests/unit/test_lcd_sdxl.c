@@ -1,0 +1,205 @@
+/* The SDXL LCD step (train_lcm_distill_sdxl_wds.py) against the goldens of
+ * tests/fixtures/sdxl (scripts/reference/golden_sdxl.py): added conditioning
+ * (pooled embeddings, time_ids from original_size and crop_coords or fixed),
+ * zero unconditional embeddings; the traced intermediates of step 1, the loss
+ * and gradient norm of every step and the weights after steps 1 and 3. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "backend.h"
+#include "frame.h"
+#include "lcd.h"
+#include "optim.h"
+#include "safetensors.h"
+#include "test.h"
+#include "util.h"
+
+static char top[900];
+
+static float *golden_f32(st_file *g, const char *name, int64_t *count) {
+    const st_tensor *t = st_find(g, name);
+    CHECKF(t, "golden tensor %s missing", name);
+    int64_t n = shape_numel(t->ndim, t->shape);
+    float *out = xmalloc((size_t)n * 8);
+    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
+    char err[LCM_ERRLEN];
+    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
+    if (count) *count = n;
+    return out;
+}
+
+static double *golden_f64(st_file *g, const char *name) {
+    const st_tensor *t = st_find(g, name);
+    CHECKF(t, "golden tensor %s missing", name);
+    int64_t n = shape_numel(t->ndim, t->shape);
+    double *out = xmalloc((size_t)n * 8);
+    tensor dst = tensor_view(NULL, DT_F64, 1, &n, out);
+    char err[LCM_ERRLEN];
+    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
+    return out;
+}
+
+static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
+
+/* ||w - w_ref|| / ||w_ref - w_init||, w_ref = w_init + delta (sorted-name order). */
+static double update_error(const params *now, const float *init, const float *delta) {
+    param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
+    memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
+    qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
+    double num = 0, den = 0;
+    size_t k = 0;
+    for (int i = 0; i < now->n; i++) {
+        const param *p = sorted[i];
+        const float *w = (const float *)p->value.data, *w0 = init + p->offset;
+        for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
+            double ref = (double)w0[j] + delta[k];
+            num += (w[j] - ref) * (w[j] - ref);
+            den += (double)delta[k] * delta[k];
+        }
+    }
+    free(sorted);
+    return sqrt(num) / sqrt(den);
+}
+
+static double max_rel_f64(const double *a, const double *b, int64_t n) {
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < n; i++) scale = fmax(scale, fabs(b[i]));
+    for (int64_t i = 0; i < n; i++) worst = fmax(worst, fabs(a[i] - b[i]) / scale);
+    return worst;
+}
+
+static void check_trace(st_file *g, const char *name, const lcd_batch *b, const lcd_trace *tr, int64_t n) {
+    float *ids = golden_f32(g, "step1.time_ids", NULL), *mp = golden_f32(g, "step1.model_pred", NULL);
+    for (int i = 0; i < 2 * 6; i++) CHECKF(b->time_ids[i] == ids[i], "%s: time_ids[%d] %g, reference %g", name, i, b->time_ids[i], ids[i]);
+    double *xp = golden_f64(g, "step1.x_prev"), *tg = golden_f64(g, "step1.target");
+    double *mpd = xmalloc((size_t)n * 8), *mine = xmalloc((size_t)n * 8);
+    for (int64_t i = 0; i < n; i++) mpd[i] = mp[i], mine[i] = tr->model_pred[i];
+    double e_mp = max_rel_f64(mine, mpd, n), e_xp = max_rel_f64(tr->x_prev, xp, n), e_tg = max_rel_f64(tr->target, tg, n);
+    printf("# %s step 1: model_pred %.3g, x_prev %.3g, target %.3g (max abs err / max |ref|)\n", name, e_mp, e_xp, e_tg);
+    CHECKF(e_mp <= 1e-4 && e_xp <= 1e-4 && e_tg <= 1e-4, "%s: step-1 intermediates off", name);
+    free(ids), free(mp), free(xp), free(tg), free(mpd), free(mine);
+}
+
+static void run_case(const char *name, loss_kind loss, int steps, int fix, int resolution) {
+    char p[1024], err[LCM_ERRLEN];
+    snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/%s/golden.safetensors", top, name);
+    st_file *g = st_open(p, err);
+    CHECKF(g, "%s", err);
+    unet_model teacher, student, target;
+    snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/teacher", top);
+    CHECKF(unet_load(&teacher, p, backend_default(), 0, err) == 0, "%s", err);
+    CHECK(teacher.cfg.text_time);
+    snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/student_init", top);
+    CHECKF(unet_load(&student, p, backend_default(), 1, err) == 0, "%s", err);
+    CHECKF(unet_load(&target, p, backend_default(), 0, err) == 0, "%s", err);
+    float *init = xmalloc(student.ps.total * 4);
+    tensor iv = tensor_view(NULL, DT_F32, 1, (int64_t[]){(int64_t)student.ps.total}, init), sv = params_values(&student.ps);
+    tensor_copy(&iv, &sv);
+
+    noise_schedule ns;
+    snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/teacher/scheduler/scheduler_config.json", top);
+    CHECKF(schedule_from_config(&ns, p, err) == 0, "%s", err);
+    lcd_config cfg = {.num_ddim_timesteps = 50, .w_min = 3, .w_max = 15, .timestep_scaling = 10, .loss = loss, .huber_c = 0.001f,
+                      .scaling_factor = 0.18215f, .sdxl = 1, .use_fix_crop_and_size = fix, .resolution = resolution};
+    lcd_trainer tr = {.teacher = &teacher, .student = &student, .target = &target};
+    CHECKF(lcd_init(&tr, &cfg, &ns, err) == 0, "%s", err);
+    adamw_state opt;
+    adamw_init(&opt, &student.ps, 0.9f, 0.999f, 1e-8f, 1e-2f);
+
+    float *want_loss = golden_f32(g, "loss", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
+    snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/eps-huber/input.mpk", top);
+    frame_reader *r = frame_reader_open(p, err);
+    CHECKF(r, "%s", err);
+    frame recs[2];
+    frame_init(&recs[0]), frame_init(&recs[1]);
+    lcd_batch batch = {0};
+    uint64_t index = 0;
+    for (int step = 1; step <= steps; step++) {
+        frame f;
+        frame_init(&f);
+        for (int s = 0; s < 2; s++) {
+            CHECKF(frame_read(r, &f) == 1, "input ends early: %s", frame_reader_error(r));
+            frame_copy(&recs[s], &f);
+        }
+        frame_free(&f);
+        if (!batch.B) CHECKF(lcd_batch_alloc(&batch, 2, &recs[0], err) == 0, "%s", err);
+        CHECK(batch.P == 16);
+        for (int s = 0; s < 2; s++) CHECKF(lcd_batch_fill(&batch, s, &recs[s], index++, &cfg, err) == 0, "%s", err);
+        int64_t n = 2 * (int64_t)batch.C * batch.H * batch.W;
+        float *mp = xmalloc((size_t)n * 4);
+        double *xp = xmalloc((size_t)n * 8), *tg = xmalloc((size_t)n * 8);
+        lcd_trace trace = {.model_pred = mp, .x_prev = xp, .target = tg};
+        double l = lcd_micro_step(&tr, &batch, 1.0f, &trace);
+        if (step == 1) check_trace(g, name, &batch, &trace, n);
+        free(mp), free(xp), free(tg);
+        double el = fabs(l - want_loss[step - 1]) / fabs(want_loss[step - 1]);
+        double norm = lcd_apply_update(&tr, &opt, 1e-3f, 1.0f, 0.95f);
+        double en = fabs(norm - want_norm[step - 1]) / want_norm[step - 1];
+        printf("# %s step %d: loss rel err %.3g, grad-norm rel err %.3g\n", name, step, el, en);
+        CHECKF(el <= 1e-4, "%s step %d: loss %.7g, reference %.7g", name, step, l, want_loss[step - 1]);
+        CHECKF(en <= 1e-3, "%s step %d: grad norm %.7g, reference %.7g", name, step, norm, want_norm[step - 1]);
+        if (step != 1 && step != steps) continue;
+        const char *nets[2] = {"student", "target"};
+        const params *ps[2] = {&student.ps, &target.ps};
+        for (int k = 0; k < 2; k++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s_delta.%d", nets[k], step);
+            if (!st_find(g, key)) continue;
+            float *d = golden_f32(g, key, NULL);
+            double ue = update_error(ps[k], init, d);
+            printf("# %s step %d: %s update rel err %.3g\n", name, step, nets[k], ue);
+            CHECKF(ue <= 3e-2, "%s step %d: %s update error %.3g", name, step, nets[k], ue);
+            free(d);
+        }
+    }
+    frame_free(&recs[0]), frame_free(&recs[1]);
+    frame_reader_close(r);
+    lcd_batch_free(&batch);
+    lcd_free(&tr);
+    adamw_free(&opt);
+    free(want_loss), free(want_norm), free(init);
+    unet_free(&teacher), unet_free(&student), unet_free(&target);
+    st_close(g);
+}
+
+TEST(sdxl_eps_huber) { run_case("eps-huber", LOSS_PSEUDO_HUBER, 3, 0, 1024); }
+TEST(sdxl_fixcrop_l2) { run_case("fixcrop-l2", LOSS_MSE, 1, 1, 16); }
+
+/* A record without the SDXL keys is refused with its number named. */
+TEST(sdxl_missing_keys) {
+    char err[LCM_ERRLEN];
+    frame_out *fo = frame_out_new();
+    float lat[4 * 2 * 2] = {0}, pe[3 * 4] = {0}, pooled[5] = {0};
+    fo_tensor(fo, "latent", DT_F32, 3, (int64_t[]){4, 2, 2}, lat);
+    fo_tensor(fo, "prompt_embeds", DT_F32, 2, (int64_t[]){3, 4}, pe);
+    frame f;
+    frame_init(&f);
+    frame_from_out(&f, fo);
+    f.record = 7;
+    lcd_batch b;
+    lcd_config cfg = {.num_ddim_timesteps = 50, .w_min = 3, .w_max = 15, .sdxl = 1, .resolution = 1024};
+    CHECK(lcd_batch_alloc(&b, 1, &f, err) == 0);
+    CHECK(lcd_batch_fill(&b, 0, &f, 0, &cfg, err) < 0 && strstr(err, "record 7") && strstr(err, "pooled_prompt_embeds"));
+    lcd_batch_free(&b);
+    fo_tensor(fo, "pooled_prompt_embeds", DT_F32, 1, (int64_t[]){5}, pooled);
+    frame_from_out(&f, fo);
+    f.record = 7;
+    CHECK(lcd_batch_alloc(&b, 1, &f, err) == 0 && b.P == 5);
+    CHECK(lcd_batch_fill(&b, 0, &f, 0, &cfg, err) < 0 && strstr(err, "original_size"));
+    cfg.use_fix_crop_and_size = 1;
+    CHECK(lcd_batch_fill(&b, 0, &f, 0, &cfg, err) == 0);
+    CHECK(b.time_ids[0] == 1024 && b.time_ids[1] == 1024 && b.time_ids[2] == 0 && b.time_ids[3] == 0 && b.time_ids[5] == 1024);
+    lcd_batch_free(&b);
+    frame_free(&f);
+    frame_out_free(fo);
+}
+
+int main(void) {
+    const char *t = getenv("LCM_TOP");
+    snprintf(top, sizeof top, "%s", t && *t ? t : ".");
+    RUN(sdxl_eps_huber);
+    RUN(sdxl_fixcrop_l2);
+    RUN(sdxl_missing_keys);
+    TEST_EXIT();
+}
