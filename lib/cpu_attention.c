@@ -14,8 +14,7 @@
  * projections produce them; a head is a column offset and a row stride,
  * which the GEMMs take as their leading dimension. The GEMMs run inside the
  * OpenMP tasks, where OpenBLAS (the OpenMP build, sharing our thread pool)
- * runs single-threaded. The elementwise strip loops are compiled twice, for
- * AVX2+FMA and for baseline x86-64, and picked at load time. */
+ * runs single-threaded. The exp of the strips is vectorised (cpu_vexp.c). */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -25,12 +24,6 @@
 #include "tensor.h"
 
 enum { BQ = 64, BK = 64 };
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_ADDRESS__)
-#define MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define MULTIVERSION
-#endif
 
 typedef struct attn_geom {
     int batch, heads, lq, lk, d, dv;
@@ -68,17 +61,9 @@ static void mask_future_rows(float *s, int64_t lds, int i0, int nq, int ncols) {
 }
 
 /* Softmax of each row of an [n, len] strip in place; lse gets max + log(sum). */
-MULTIVERSION static void softmax_rows(float *s, int n, int len, float *lse) {
+static void softmax_rows(float *s, int n, int len, float *lse) {
     for (int i = 0; i < n; i++) {
-        float *row = s + (int64_t)i * len, mx = -INFINITY, sum = 0;
-        for (int j = 0; j < len; j++) mx = row[j] > mx ? row[j] : mx;
-#pragma omp simd reduction(+ : sum)
-        for (int j = 0; j < len; j++) {
-            row[j] = cpu_expf(row[j] - mx);
-            sum += row[j];
-        }
-        float inv = 1.0f / sum;
-#pragma omp simd
+        float *row = s + (int64_t)i * len, mx = cpu_max(row, len), sum = cpu_exp_shift_sum(row, len, mx), inv = 1.0f / sum;
         for (int j = 0; j < len; j++) row[j] *= inv;
         if (lse) lse[i] = mx + logf(sum);
     }
@@ -119,25 +104,13 @@ typedef struct backward_inputs {
 } backward_inputs;
 
 /* P = exp(S - lse_i) and dS = P (dP - D_i) over a [n, len] query-major strip (pass B). */
-MULTIVERSION static void grad_rows(float *s, float *dp, int n, int len, const float *lse, const float *dsum) {
-    for (int i = 0; i < n; i++) {
-        float *srow = s + (int64_t)i * len, *drow = dp + (int64_t)i * len, l = lse[i], dd = dsum[i];
-#pragma omp simd
-        for (int j = 0; j < len; j++) drow[j] = cpu_expf(srow[j] - l) * (drow[j] - dd);
-    }
+static void grad_rows(float *s, float *dp, int n, int len, const float *lse, const float *dsum) {
+    for (int i = 0; i < n; i++) cpu_softmax_grad(s + (int64_t)i * len, dp + (int64_t)i * len, len, lse + i, dsum + i, 0);
 }
 
 /* The same over a key-major strip [n keys, len queries] (pass A): P^T stays in st. */
-MULTIVERSION static void grad_cols(float *st, float *dpt, int n, int len, const float *lse, const float *dsum) {
-    for (int j = 0; j < n; j++) {
-        float *srow = st + (int64_t)j * len, *drow = dpt + (int64_t)j * len;
-#pragma omp simd
-        for (int i = 0; i < len; i++) {
-            float pv = cpu_expf(srow[i] - lse[i]);
-            srow[i] = pv;
-            drow[i] = pv * (drow[i] - dsum[i]);
-        }
-    }
+static void grad_cols(float *st, float *dpt, int n, int len, const float *lse, const float *dsum) {
+    for (int j = 0; j < n; j++) cpu_softmax_grad(st + (int64_t)j * len, dpt + (int64_t)j * len, len, lse, dsum, 1);
 }
 
 /* Pass A: dK and dV of keys [j0, j0 + nk) from the transposed strips
