@@ -221,6 +221,26 @@ static void pointwise_backward(float *dx, float *dw, const float *x, const float
     }
 }
 
+/* dX of a stride-1 conv is the forward conv of dY with the filters flipped
+ * and their in/out channels swapped, padded by R - 1 - pad: so it runs as the
+ * forward's parallel GEMM tasks, with no col2im (whose bands would overlap).
+ * Returns 0 where that does not apply (strided, or padding beyond R - 1). */
+static int transposed_forward(float *DX, const float *DY, const float *W, const conv_geom *g, conv2d_params prm) {
+    if (g->stride != 1 || prm.pad_top > g->r - 1 || prm.pad_bottom > g->r - 1 || prm.pad_left > g->s - 1 ||
+        prm.pad_right > g->s - 1)
+        return 0;
+    conv_geom t = {g->n, g->k, g->p, g->q, g->c, g->r, g->s, g->h, g->w, 1, g->r - 1 - prm.pad_top, g->s - 1 - prm.pad_left};
+    size_t wfloats = round_up16((size_t)g->k * g->c * g->r * g->s);
+    float *flipped = cpu_workspace(wfloats + forward_scratch(&t) + 16);
+    int rs = g->r * g->s;
+#pragma omp parallel for if (wfloats > 65536)
+    for (int c = 0; c < g->c; c++)
+        for (int k = 0; k < g->k; k++)
+            for (int i = 0; i < rs; i++) flipped[((int64_t)c * g->k + k) * rs + i] = W[((int64_t)k * g->c + c) * rs + rs - 1 - i];
+    forward_tasks(DX, DY, flipped, NULL, &t, flipped + wfloats);
+    return 1;
+}
+
 void cpu_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
                          conv2d_params prm) {
     conv_geom g = geometry(x, w, prm);
@@ -231,7 +251,8 @@ void cpu_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, co
         pointwise_backward(DX, DW, X, W, DY, &g);
         return;
     }
-    if (!dx && !dw) return;
+    if (DX && transposed_forward(DX, DY, W, &g, prm)) DX = NULL;
+    if (!DX && !DW) return;
     int crs = g.c * g.r * g.s, pq = g.p * g.q, band = band_rows(&g);
     int64_t image = (int64_t)g.c * g.h * g.w;
     float *col = cpu_workspace((size_t)crs * band * g.q);
