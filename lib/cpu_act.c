@@ -2,6 +2,7 @@
  * softmax over the last dim. One loop per activation, so that the switch is
  * outside the element loop. */
 #include <math.h>
+#include <string.h>
 
 #include "cpu_nn.h"
 #include "tensor.h"
@@ -114,10 +115,9 @@ void cpu_softmax(tensor *y, const tensor *x) {
 #pragma omp parallel for PAR_IF(rows * d)
     for (int64_t r = 0; r < rows; r++) {
         const float *xs = X + r * d;
-        float *ys = Y + r * d, m = -INFINITY, sum = 0;
-        for (int64_t j = 0; j < d; j++) m = xs[j] > m ? xs[j] : m;
-        for (int64_t j = 0; j < d; j++) ys[j] = expf(xs[j] - m), sum += ys[j];
-        float inv = 1.0f / sum;
+        float *ys = Y + r * d, m = cpu_max(xs, d);
+        if (ys != xs) memcpy(ys, xs, sizeof(float) * (size_t)d);
+        float inv = 1.0f / cpu_exp_shift_sum(ys, d, m);
         for (int64_t j = 0; j < d; j++) ys[j] *= inv;
     }
 }

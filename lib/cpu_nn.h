@@ -39,6 +39,15 @@ static inline float cpu_expf(float x) {
     return x < -87.3f ? 0.0f : u * scale.f;
 }
 
+/* Vectorised loops (lib/cpu_vexp.c; AVX2+FMA where the CPU has it). */
+float cpu_max(const float *x, int64_t n);
+/* x[i] = exp(x[i] - shift); returns the sum of the new x. */
+float cpu_exp_shift_sum(float *x, int64_t n, float shift);
+/* The softmax backward of a strip row: p[i] = exp(p[i] - shift[i step]) (scores
+ * in, probabilities out) and dp[i] = p[i] (dp[i] - dsum[i step]); step 0
+ * broadcasts one shift and dsum, step 1 takes one per element. */
+void cpu_softmax_grad(float *p, float *dp, int64_t n, const float *shift, const float *dsum, int64_t step);
+
 /* Threads that OpenMP loops of this call may use. */
 int cpu_threads(void);
 

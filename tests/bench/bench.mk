@@ -11,8 +11,14 @@ $(BUILD)/bench/%: tests/bench/%.c $(LIBA) Makefile
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
 
 .PHONY: bench bench-encoders
-bench: bench-encoders
+bench: bench-encoders bench-ops
 
 bench-encoders: all $(BUILD)/bench/bench_encoders
 	scripts/reference/setup
 	BENCH_BIN=$(BUILD)/bench/bench_encoders tests/bench/run-encoders
+
+# Per-op timings against PyTorch; OPS="case ..." picks cases.
+.PHONY: bench-ops
+bench-ops: $(BUILD)/bench/bench_ops
+	scripts/reference/setup
+	BENCH_BIN=$(BUILD)/bench/bench_ops tests/bench/run-ops $(OPS)
