@@ -79,7 +79,7 @@ static void build_checkpoint_record(ckpt_source *s, char **components) {
     for (int m = 0; m < s->nmodels; m++)
         for (int i = 0; i < model_count(s->models[m]); i++)
             add_st(s, model_at(s->models[m], i), components ? components[m] : NULL);
-    qsort(s->rec.items, (size_t)s->rec.n, sizeof *s->rec.items, by_item_name);
+    if (s->rec.n > 1) qsort(s->rec.items, (size_t)s->rec.n, sizeof *s->rec.items, by_item_name);
 }
 
 /* A file is safetensors by its name, or by its first bytes: a plausible
@@ -183,7 +183,7 @@ static void build_frame_record(ckpt_source *s) {
         const frame_tensor *t = &e->value.v.tensor;
         add_item(s, own_name(s, key), t->dtype, t->ndim, t->shape, t->data, t->nbytes);
     }
-    qsort(s->rec.items, (size_t)s->rec.n, sizeof *s->rec.items, by_item_name);
+    if (s->rec.n > 1) qsort(s->rec.items, (size_t)s->rec.n, sizeof *s->rec.items, by_item_name);
 }
 
 int ckpt_next(ckpt_source *s, const ckpt_record **rec, char *err) {

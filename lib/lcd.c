@@ -276,10 +276,12 @@ double lcd_micro_step(lcd_trainer *t, const lcd_batch *b, float grad_scale, lcd_
     {
         tensor x2 = dev(scratch, 4, lat4x2), o2 = dev(scratch, 4, lat4x2), p2 = dev(scratch, 3, pe3x2);
         float s2[128];
-        tensor_from_host(&x2, xs);
-        tensor x2b = tensor_view(be, DT_F32, 4, lat4, (float *)x2.data + n);
+        /* x_s twice; the prompts, then the unconditional rows below */
+        tensor x2a = tensor_view(be, DT_F32, 4, lat4, x2.data), x2b = tensor_view(be, DT_F32, 4, lat4, (float *)x2.data + n);
+        tensor_from_host(&x2a, xs);
         tensor_from_host(&x2b, xs);
-        tensor_from_host(&p2, b->prompt);
+        tensor p2a = tensor_view(be, DT_F32, 3, pe3, p2.data);
+        tensor_from_host(&p2a, b->prompt);
         tensor p2b = tensor_view(be, DT_F32, 3, pe3, (float *)p2.data + B * emb);
         if (cfg->sdxl) op_fill(&p2b, 0.0f); /* SDXL: the unconditional prompt is zeros */
         for (int i = 0; i < B; i++) {
