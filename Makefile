@@ -108,12 +108,13 @@ test: all $(UNITS) | $(DEPS_OK)
 demo: all
 	scripts/demo
 
-# Goldens at the real SD 1.5 sizes (random weights; ~1 GB, minutes): not in CI.
+# Goldens at the real SD 1.5 sizes (random weights; ~4.3 GB, minutes): not in CI.
 GOLDEN_FULL_DIR ?= /tmp/lcm-golden-full
 golden-full: all $(UNITS)
 	scripts/reference/setup
 	scripts/reference/run scripts/reference/golden_full.py $(GOLDEN_FULL_DIR)
 	LCM_TOP=$(CURDIR) LCM_GOLDEN_FULL=$(GOLDEN_FULL_DIR) $(BUILD)/tests/test_encoders
+	LCM_TOP=$(CURDIR) LCM_GOLDEN_FULL=$(GOLDEN_FULL_DIR) $(BUILD)/tests/test_unet_full
 
 # Regenerates the committed tiny fixtures with the reference harness.
 golden:

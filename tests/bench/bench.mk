@@ -17,6 +17,22 @@ bench-encoders: all $(BUILD)/bench/bench_encoders
 	scripts/reference/setup
 	BENCH_BIN=$(BUILD)/bench/bench_encoders tests/bench/run-encoders
 
+# ---- bench-unet, bench-lcd, bench-data (tests/bench/run-*) ----
+.PHONY: bench-unet bench-lcd bench-data
+bench: bench-unet bench-lcd bench-data
+
+bench-unet: all $(BUILD)/bench/bench_unet
+	scripts/reference/setup
+	BENCH_BIN=$(BUILD)/bench/bench_unet tests/bench/run-unet
+
+bench-lcd: all $(BUILD)/bench/bench_lcd
+	scripts/reference/setup
+	BENCH_BIN=$(BUILD)/bench/bench_lcd tests/bench/run-lcd
+
+bench-data: all
+	scripts/reference/setup
+	tests/bench/run-data
+
 # Per-op timings against PyTorch; OPS="case ..." picks cases.
 .PHONY: bench-ops
 bench-ops: $(BUILD)/bench/bench_ops

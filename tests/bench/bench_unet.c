@@ -1,14 +1,21 @@
-/* unet_bench - times the UNet's forward and forward + backward on the CPU
- * backend (not a test: timings go to stdout, nothing is asserted).
+/* bench_unet - times the UNet on the CPU backend for tests/bench/run-unet,
+ * which runs diffusers' UNet2DConditionModel beside it (not a test: nothing
+ * is asserted). Prints one JSON line.
  *
- *   unet_bench MODEL [BATCH [HEIGHT [WIDTH [ITERS [CHECKPOINTING]]]]]
+ *   bench_unet MODEL MODE BATCH HEIGHT WIDTH REPS [CHECKPOINTING]
  *
- * MODEL is a UNet or pipeline folder. Inputs are random; the encoder hidden
- * states have 77 tokens. The first iteration (arena growth) is not timed. */
+ * MODE fwd: inference forward (no gradient buffer, nothing kept for a
+ * backward). MODE train: forward keeping activations + backward of
+ * <out, R> into the gradient buffer (loss = (out * R).sum()). Inputs are
+ * random; the text context has 77 tokens. One untimed warm-up run grows the
+ * activation arena; the best of REPS runs is reported, and the peak resident
+ * memory from just before the warm-up (weights included, loading not). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "backend.h"
+#include "bench_mem.h"
 #include "rng.h"
 #include "unet.h"
 #include "util.h"
@@ -23,33 +30,38 @@ static tensor *noise(int ndim, const int64_t *shape, uint64_t seed) {
 
 int main(int argc, char **argv) {
     lcm_init(argv[0]);
-    if (argc < 2) die_usage("usage: unet_bench MODEL [BATCH [HEIGHT [WIDTH [ITERS [CHECKPOINTING]]]]]");
-    int B = argc > 2 ? atoi(argv[2]) : 1, H = argc > 3 ? atoi(argv[3]) : 32, W = argc > 4 ? atoi(argv[4]) : H;
-    int iters = argc > 5 ? atoi(argv[5]) : 3;
+    if (argc < 7) die_usage("usage: bench_unet MODEL fwd|train BATCH HEIGHT WIDTH REPS [CHECKPOINTING]");
+    int train = !strcmp(argv[2], "train");
+    if (!train && strcmp(argv[2], "fwd")) die_usage("MODE must be fwd or train");
+    int B = atoi(argv[3]), H = atoi(argv[4]), W = atoi(argv[5]), reps = atoi(argv[6]);
     char err[LCM_ERRLEN];
     unet_model m;
-    if (unet_load(&m, argv[1], backend_cpu(), 1, err)) die("%s", err);
-    m.checkpointing = argc > 6 ? atoi(argv[6]) : 0;
+    if (unet_load(&m, argv[1], backend_cpu(), train, err)) die("%s", err);
+    m.checkpointing = argc > 7 ? atoi(argv[7]) : 0;
     const unet_config *c = &m.cfg;
     int64_t ss[4] = {B, c->in_channels, H, W}, es[3] = {B, 77, c->cross_attention_dim[0]}, os[4] = {B, c->out_channels, H, W};
-    int64_t cs[2] = {B, c->time_cond_proj_dim}, ts[2] = {B, c->projection_class_embeddings_input_dim - 6 * c->addition_time_embed_dim}, is[2] = {B, 6};
+    int64_t cs[2] = {B, c->time_cond_proj_dim}, ts[2] = {B, c->projection_class_embeddings_input_dim - 6 * c->addition_time_embed_dim};
     tensor *sample = noise(4, ss, 1), *ehs = noise(3, es, 2), *dout = noise(4, os, 3), *out = tensor_new(NULL, DT_F32, 4, os);
-    tensor *dsample = tensor_new(NULL, DT_F32, 4, ss), *cond = c->time_cond_proj_dim ? noise(2, cs, 4) : NULL;
-    tensor *text = c->text_time ? noise(2, ts, 5) : NULL, *ids = c->text_time ? noise(2, is, 6) : NULL;
+    tensor *cond = c->time_cond_proj_dim ? noise(2, cs, 4) : NULL;
+    tensor *text = c->text_time ? noise(2, ts, 5) : NULL, *ids = c->text_time ? noise(2, (int64_t[]){B, 6}, 6) : NULL;
     float *steps = xmalloc(sizeof(float) * (size_t)B);
-    for (int i = 0; i < B; i++) steps[i] = (float)(999 - 37 * i % 1000);
+    for (int i = 0; i < B; i++) steps[i] = (float)(781 - 37 * i);
     unet_inputs in = {.sample = sample, .timesteps = steps, .encoder_hidden_states = ehs, .timestep_cond = cond, .text_embeds = text, .time_ids = ids};
-    double fw = 0, fb = 0;
-    for (int it = 0; it <= iters; it++) {
+    bench_peak_reset();
+    double best = 1e30;
+    for (int it = 0; it <= reps; it++) {
         double t0 = now_seconds();
-        unet_forward(&m, in, out, 0);
-        double t1 = now_seconds();
-        unet_forward(&m, in, out, 1);
-        unet_backward(&m, dout, dsample, NULL);
-        double t2 = now_seconds();
-        if (it) fw += t1 - t0, fb += t2 - t1;
+        unet_forward(&m, in, out, train);
+        if (train) unet_backward(&m, dout, NULL, NULL);
+        double t = now_seconds() - t0;
+        if (it && t < best) best = t;
     }
-    printf("unet_bench %s: %d params, B %d, %dx%d, checkpointing %d: forward %.1f ms, forward+backward %.1f ms, arena peak %.1f MiB\n",
-           argv[1], (int)m.ps.total, B, H, W, m.checkpointing, 1e3 * fw / iters, 1e3 * fb / iters, m.act.peak / 1048576.0);
+    printf("{\"s\": %.4f, \"peak_mb\": %.0f, \"params\": %lld, \"arena_mb\": %.0f}\n", best, bench_peak_mb(), (long long)m.ps.total,
+           m.act.peak / 1048576.0);
+    tensor_free(sample), tensor_free(ehs), tensor_free(dout), tensor_free(out);
+    if (cond) tensor_free(cond);
+    if (text) tensor_free(text), tensor_free(ids);
+    free(steps);
+    unet_free(&m);
     return 0;
 }
