@@ -502,8 +502,7 @@ int main(int argc, char **argv) {
     dist_init(&r.d, &argc, &argv);
     parse_args(argc, argv);
     char err[LCM_ERRLEN];
-    r.be = opt.backend_name ? backend_by_name(opt.backend_name, err) : backend_default();
-    if (!r.be) die_usage("--backend: %s", err);
+    r.be = cli_backend(opt.backend_name);
     if (mkdir_p(opt.output_dir, err)) die("%s", err);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -66,8 +66,6 @@ static options parse_args(int argc, char **argv) {
         {"model", required_argument, 0, 'm'}, {"prompt", required_argument, 0, 'P'}, {"batch", required_argument, 0, 'b'},
         {"dtype", required_argument, 0, 'd'}, {"backend", required_argument, 0, 'B'}, {"progress", no_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},        {0, 0, 0, 0}};
-    static const char *const dtypes[] = {"f32", "f16", "bf16", NULL};
-    static const dtype_id dtype_ids[] = {DT_F32, DT_F16, DT_BF16};
     options o = {.batch = 16, .dtype = DT_F32};
     o.prompts = xcalloc((size_t)argc, sizeof(char *));
     const char *backend_name = NULL;
@@ -77,7 +75,7 @@ static options parse_args(int argc, char **argv) {
         case 'm': o.model = optarg; break;
         case 'P': o.prompts[o.n_prompts++] = optarg; break;
         case 'b': o.batch = (int)cli_int("batch", optarg, 1, 4096); break;
-        case 'd': o.dtype = dtype_ids[cli_choice("dtype", optarg, dtypes)]; break;
+        case 'd': o.dtype = cli_float_dtype("dtype", optarg); break;
         case 'B': backend_name = optarg; break;
         case 'p': o.progress = 1; break;
         case 'h': cli_help(usage);
@@ -87,9 +85,7 @@ static options parse_args(int argc, char **argv) {
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!o.model) die_usage("--model DIR is required");
-    char err[LCM_ERRLEN];
-    o.be = backend_name ? backend_by_name(backend_name, err) : backend_default();
-    if (!o.be) die_usage("--backend: %s", err);
+    o.be = cli_backend(backend_name);
     return o;
 }
 

@@ -58,8 +58,6 @@ static options parse_args(int argc, char **argv) {
         {"seed", required_argument, 0, 'S'},  {"keep-image", no_argument, 0, 'k'},    {"keep_image", no_argument, 0, 'k'},
         {"dtype", required_argument, 0, 'd'}, {"backend", required_argument, 0, 'B'}, {"progress", no_argument, 0, 'p'},
         {"help", no_argument, 0, 'h'},        {"version", no_argument, 0, 'V'},       {0, 0, 0, 0}};
-    static const char *const dtypes[] = {"f32", "f16", "bf16", NULL};
-    static const dtype_id dtype_ids[] = {DT_F32, DT_F16, DT_BF16};
     options o = {.batch = 8, .dtype = DT_F32};
     const char *backend_name = NULL;
     int c;
@@ -70,7 +68,7 @@ static options parse_args(int argc, char **argv) {
         case 's': o.sample = 1; break;
         case 'S': o.seed = (uint64_t)cli_int("seed", optarg, 0, INT64_MAX); break;
         case 'k': o.keep_image = 1; break;
-        case 'd': o.dtype = dtype_ids[cli_choice("dtype", optarg, dtypes)]; break;
+        case 'd': o.dtype = cli_float_dtype("dtype", optarg); break;
         case 'B': backend_name = optarg; break;
         case 'p': o.progress = 1; break;
         case 'h': cli_help(usage);
@@ -80,9 +78,7 @@ static options parse_args(int argc, char **argv) {
     }
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!o.model) die_usage("--model DIR is required");
-    char err[LCM_ERRLEN];
-    o.be = backend_name ? backend_by_name(backend_name, err) : backend_default();
-    if (!o.be) die_usage("--backend: %s", err);
+    o.be = cli_backend(backend_name);
     return o;
 }
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend.h"
 #include "util.h"
 
 void cli_version(void) {
@@ -43,4 +44,18 @@ int cli_choice(const char *opt, const char *value, const char *const *names) {
     char list[256] = "";
     for (int i = 0; names[i]; i++) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? ", " : "", names[i]);
     die_usage("--%s: '%s' is not one of %s", opt, value, list);
+}
+
+const backend *cli_backend(const char *name) {
+    if (!name) return backend_default();
+    char err[LCM_ERRLEN];
+    const backend *be = backend_by_name(name, err);
+    if (!be) die_usage("--backend: %s", err);
+    return be;
+}
+
+dtype_id cli_float_dtype(const char *opt, const char *value) {
+    static const char *const names[] = {"f32", "f16", "bf16", NULL};
+    static const dtype_id ids[] = {DT_F32, DT_F16, DT_BF16};
+    return ids[cli_choice(opt, value, names)];
 }
