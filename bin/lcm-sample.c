@@ -20,6 +20,7 @@
 #include "json.h"
 #include "png_write.h"
 #include "sampler.h"
+#include "unet_lora.h"
 #include "util.h"
 
 static const char usage[] =
@@ -32,6 +33,9 @@ static const char usage[] =
     "Model:\n"
     "  --pretrained_model DIR      pipeline folder: unet/ vae/ text_encoder/ tokenizer/ scheduler/\n"
     "  --unet DIR                  use this UNet instead (e.g. OUTPUT_DIR/unet_target)\n"
+    "  --lora FILE                 LoRA adapters for the UNet (pytorch_lora_weights.safetensors,\n"
+    "                              diffusers or kohya layout); the scheduler defaults to lcm\n"
+    "  --lora_scale S              the adapters' strength (default 1), times alpha/rank\n"
     "  --backend NAME              cpu (default, or $LCM_BACKEND) or cuda\n"
     "Prompts (else frames on stdin: prompt_embeds or txt; replay keys noise, step_noise):\n"
     "  --prompt TEXT               a prompt; repeatable\n"
@@ -62,7 +66,8 @@ static const char usage[] =
 #define MAX_STEPS 1000
 
 typedef struct options {
-    const char *model, *unet_dir, *prompt_file, *output, *grid_output;
+    const char *model, *unet_dir, *lora, *prompt_file, *output, *grid_output;
+    double lora_scale;
     const char **prompts;
     int n_prompts;
     int kind_set;
@@ -142,7 +147,7 @@ static int parse_timesteps(const char *s, int *out) {
 enum {
     O_MODEL = 256, O_UNET, O_PROMPT, O_PROMPT_FILE, O_SCHED, O_STEPS, O_TIMESTEPS, O_ORIG, O_STRENGTH, O_GUIDANCE,
     O_HEIGHT, O_WIDTH, O_SEED, O_NIMG, O_BATCH, O_OUTPUT, O_GRID, O_GRID_OUT, O_FRAMES, O_BACKEND, O_PROGRESS,
-    O_HELP, O_VERSION
+    O_HELP, O_VERSION, O_LORA, O_LORA_SCALE
 };
 
 static const struct option base_opts[] = {
@@ -150,6 +155,8 @@ static const struct option base_opts[] = {
     {"pretrained_model_name_or_path", required_argument, 0, O_MODEL},
     {"pretrained_teacher_model", required_argument, 0, O_MODEL},
     {"unet", required_argument, 0, O_UNET},
+    {"lora", required_argument, 0, O_LORA},
+    {"lora_scale", required_argument, 0, O_LORA_SCALE},
     {"prompt", required_argument, 0, O_PROMPT},
     {"prompt_file", required_argument, 0, O_PROMPT_FILE},
     {"scheduler", required_argument, 0, O_SCHED},
@@ -200,7 +207,7 @@ static void parse_grid(options *o, const char *v) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.original_steps = 0, .guidance = NAN, .strength = 1.0, .num_images = 1, .batch = 4,
+    options o = {.original_steps = 0, .lora_scale = 1.0, .guidance = NAN, .strength = 1.0, .num_images = 1, .batch = 4,
                  .grid_output = "grid.png"};
     o.prompts = xcalloc((size_t)argc, sizeof(char *));
     struct option *longopts = long_options();
@@ -211,6 +218,8 @@ static options parse_args(int argc, char **argv) {
         switch (c) {
         case O_MODEL: o.model = optarg; break;
         case O_UNET: o.unet_dir = optarg; break;
+        case O_LORA: o.lora = optarg; break;
+        case O_LORA_SCALE: o.lora_scale = cli_double("lora_scale", optarg, -1000.0, 1000.0); break;
         case O_PROMPT: o.prompts[o.n_prompts++] = optarg; break;
         case O_PROMPT_FILE: o.prompt_file = optarg; break;
         case O_SCHED: {
@@ -247,6 +256,7 @@ static options parse_args(int argc, char **argv) {
     free(longopts);
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!o.model) die_usage("--pretrained_model DIR is required");
+    if (o.lora_scale != 1.0 && !o.lora) die_usage("--lora_scale needs --lora");
     if (o.n_prompts && o.prompt_file) die_usage("--prompt and --prompt_file exclude each other");
     if (ts) {
         o.n_timesteps = parse_timesteps(ts, o.timesteps);
@@ -271,6 +281,7 @@ typedef struct text_encoder {
 typedef struct run {
     options opt;
     unet_model unet;
+    unet_lora lora; /* with --lora */
     vae_model vae;
     noise_schedule ns;
     scheduler_extra extra;
@@ -335,13 +346,17 @@ static void load_models(run *r) {
     char err[LCM_ERRLEN];
     if (!is_dir(o->model)) die("%s: not a directory", o->model);
     if (unet_load(&r->unet, o->unet_dir ? o->unet_dir : o->model, o->be, 0, err)) die("%s", err);
+    if (o->lora) {
+        if (unet_lora_open(&r->lora, &r->unet, o->lora, (float)o->lora_scale, err)) die("%s", err);
+        r->unet.lora = &r->lora;
+    }
     if (vae_load(&r->vae, o->model, o->be, err)) die("%s", err);
     char *sched_dir = path_join(o->model, "scheduler"), *cfg = path_join(sched_dir, "scheduler_config.json");
     if (schedule_from_config(&r->ns, cfg, err) || scheduler_extra_read(&r->extra, cfg, err)) die("%s", err);
     free(sched_dir), free(cfg);
     int lcm_unet = r->unet.cfg.time_cond_proj_dim > 0;
-    if (!o->kind_set) o->kind = lcm_unet ? SAMPLER_LCM : SAMPLER_DDIM;
-    if (o->kind == SAMPLER_LCM && !lcm_unet)
+    if (!o->kind_set) o->kind = lcm_unet || o->lora ? SAMPLER_LCM : SAMPLER_DDIM;
+    if (o->kind == SAMPLER_LCM && !lcm_unet && !o->lora)
         warn("the UNet has no time_cond_proj_dim: LCM steps with a model that was not distilled");
     if (!o->steps) o->steps = o->n_timesteps ? o->n_timesteps : o->kind == SAMPLER_LCM ? 4 : 50;
     if (isnan(o->guidance)) o->guidance = o->kind == SAMPLER_LCM ? 8.5 : 7.5;
@@ -489,6 +504,12 @@ static char *describe(const run *r, const item *it, const char *png) {
     sb_printf(&b, ",\"seed\":%llu,\"generator_stream\":%lld", o->seed, it->index);
     sb_putc(&b, ','), json_key(&b, "pretrained_model"), sb_json_str(&b, o->model, strlen(o->model));
     sb_putc(&b, ','), json_key(&b, "unet"), o->unet_dir ? sb_json_str(&b, o->unet_dir, strlen(o->unet_dir)) : sb_puts(&b, "null");
+    sb_putc(&b, ','), json_key(&b, "lora"), o->lora ? sb_json_str(&b, o->lora, strlen(o->lora)) : sb_puts(&b, "null");
+    if (o->lora) {
+        sb_puts(&b, ",\"lora_scale\":"), sb_json_num(&b, o->lora_scale);
+        sb_printf(&b, ",\"lora_rank\":%d,\"lora_alpha\":", r->lora.rank), sb_json_num(&b, r->lora.alpha);
+        sb_puts(&b, ",\"lora_effective_scale\":"), sb_json_num(&b, r->lora.scale);
+    }
     sb_printf(&b, ",\"scheduler\":\"%s\",\"num_inference_steps\":%d,\"timesteps\":[", sampler_kind_name(s->kind), s->n);
     for (int i = 0; i < s->n; i++) {
         if (i) sb_putc(&b, ',');
@@ -700,6 +721,7 @@ int main(int argc, char **argv) {
     if (!r.images) die("no images sampled");
     sampler_free(&r.smp);
     unet_free(&r.unet), vae_free(&r.vae);
+    if (o->lora) unet_lora_free(&r.lora);
     if (r.te.loaded) clip_tokenizer_free(r.te.tok), clip_text_free(&r.te.model);
     free(r.uncond), free(r.grid), free(bt.items), free(o->prompts);
     return EXIT_OK;
