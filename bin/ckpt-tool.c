@@ -12,11 +12,12 @@ static const struct {
 } commands[] = {
     {"ls", ckpt_ls_main},           {"stat", ckpt_stat_main}, {"diff", ckpt_diff_main},
     {"convert", ckpt_convert_main}, {"cat", ckpt_cat_main},   {"verify", ckpt_verify_main},
+    {"lora-export", ckpt_lora_export_main}, {"lora-merge", ckpt_lora_merge_main},
 };
 
 int main(int argc, char **argv) {
     lcm_init(argv[0]);
-    if (argc < 2) die_usage("a command is needed (ls, stat, diff, convert, cat, verify)");
+    if (argc < 2) die_usage("a command is needed (ls, stat, diff, convert, cat, verify, lora-export, lora-merge)");
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         ckpt_usage(stdout);
         return EXIT_OK;

@@ -20,20 +20,25 @@
 #include "json.h"
 #include "png_write.h"
 #include "sampler.h"
+#include "unet_lora.h"
 #include "util.h"
 
 static const char usage[] =
     "Usage: lcm-sample --pretrained_model DIR [OPTION]... --prompt TEXT...\n"
     "       lcm-sample --pretrained_model DIR [OPTION]... --prompt_file FILE\n"
     "       lcm-sample --pretrained_model DIR [OPTION]... < FRAMES\n"
-    "Sample images from text with a Stable Diffusion pipeline folder, by default with\n"
-    "the LCM scheduler when the UNet is an LCM student (time_cond_proj_dim), else DDIM.\n"
+    "Sample images from text with a Stable Diffusion (or SDXL) pipeline folder, by default\n"
+    "with the LCM scheduler when the UNet is an LCM student (time_cond_proj_dim), else DDIM.\n"
     "\n"
     "Model:\n"
     "  --pretrained_model DIR      pipeline folder: unet/ vae/ text_encoder/ tokenizer/ scheduler/\n"
     "  --unet DIR                  use this UNet instead (e.g. OUTPUT_DIR/unet_target)\n"
+    "  --lora FILE                 LoRA adapters for the UNet (pytorch_lora_weights.safetensors,\n"
+    "                              diffusers or kohya layout); the scheduler defaults to lcm\n"
+    "  --lora_scale S              the adapters' strength (default 1), times alpha/rank\n"
     "  --backend NAME              cpu (default, or $LCM_BACKEND) or cuda\n"
-    "Prompts (else frames on stdin: prompt_embeds or txt; replay keys noise, step_noise):\n"
+    "Prompts (else frames on stdin: prompt_embeds [+ pooled_prompt_embeds] or txt;\n"
+    "replay keys noise, step_noise):\n"
     "  --prompt TEXT               a prompt; repeatable\n"
     "  --prompt_file FILE          one prompt per line\n"
     "Sampling:\n"
@@ -42,7 +47,7 @@ static const char usage[] =
     "  --timesteps T1,T2,...       custom descending timesteps (lcm, euler)\n"
     "  --original_inference_steps K  the LCM's training grid (default: the config's, 50)\n"
     "  --strength S                lcm: use the first S of the grid (default 1)\n"
-    "  --guidance_scale G          default 8.5 (lcm) or 7.5 (ddim, euler)\n"
+    "  --guidance_scale G          default 8.5 (lcm) or 7.5 (ddim, euler); 5 for SDXL\n"
     "  --height H, --width W       pixels (default: the UNet's sample_size x the VAE factor)\n"
     "  --seed N                    default 0; image k draws from stream (N, k)\n"
     "  --num_images_per_prompt N   default 1\n"
@@ -62,7 +67,8 @@ static const char usage[] =
 #define MAX_STEPS 1000
 
 typedef struct options {
-    const char *model, *unet_dir, *prompt_file, *output, *grid_output;
+    const char *model, *unet_dir, *lora, *prompt_file, *output, *grid_output;
+    double lora_scale;
     const char **prompts;
     int n_prompts;
     int kind_set;
@@ -142,7 +148,7 @@ static int parse_timesteps(const char *s, int *out) {
 enum {
     O_MODEL = 256, O_UNET, O_PROMPT, O_PROMPT_FILE, O_SCHED, O_STEPS, O_TIMESTEPS, O_ORIG, O_STRENGTH, O_GUIDANCE,
     O_HEIGHT, O_WIDTH, O_SEED, O_NIMG, O_BATCH, O_OUTPUT, O_GRID, O_GRID_OUT, O_FRAMES, O_BACKEND, O_PROGRESS,
-    O_HELP, O_VERSION
+    O_HELP, O_VERSION, O_LORA, O_LORA_SCALE
 };
 
 static const struct option base_opts[] = {
@@ -150,6 +156,8 @@ static const struct option base_opts[] = {
     {"pretrained_model_name_or_path", required_argument, 0, O_MODEL},
     {"pretrained_teacher_model", required_argument, 0, O_MODEL},
     {"unet", required_argument, 0, O_UNET},
+    {"lora", required_argument, 0, O_LORA},
+    {"lora_scale", required_argument, 0, O_LORA_SCALE},
     {"prompt", required_argument, 0, O_PROMPT},
     {"prompt_file", required_argument, 0, O_PROMPT_FILE},
     {"scheduler", required_argument, 0, O_SCHED},
@@ -200,7 +208,7 @@ static void parse_grid(options *o, const char *v) {
 }
 
 static options parse_args(int argc, char **argv) {
-    options o = {.original_steps = 0, .guidance = NAN, .strength = 1.0, .num_images = 1, .batch = 4,
+    options o = {.original_steps = 0, .lora_scale = 1.0, .guidance = NAN, .strength = 1.0, .num_images = 1, .batch = 4,
                  .grid_output = "grid.png"};
     o.prompts = xcalloc((size_t)argc, sizeof(char *));
     struct option *longopts = long_options();
@@ -211,6 +219,8 @@ static options parse_args(int argc, char **argv) {
         switch (c) {
         case O_MODEL: o.model = optarg; break;
         case O_UNET: o.unet_dir = optarg; break;
+        case O_LORA: o.lora = optarg; break;
+        case O_LORA_SCALE: o.lora_scale = cli_double("lora_scale", optarg, -1000.0, 1000.0); break;
         case O_PROMPT: o.prompts[o.n_prompts++] = optarg; break;
         case O_PROMPT_FILE: o.prompt_file = optarg; break;
         case O_SCHED: {
@@ -247,6 +257,7 @@ static options parse_args(int argc, char **argv) {
     free(longopts);
     if (optind < argc) die_usage("unexpected argument '%s'", argv[optind]);
     if (!o.model) die_usage("--pretrained_model DIR is required");
+    if (o.lora_scale != 1.0 && !o.lora) die_usage("--lora_scale needs --lora");
     if (o.n_prompts && o.prompt_file) die_usage("--prompt and --prompt_file exclude each other");
     if (ts) {
         o.n_timesteps = parse_timesteps(ts, o.timesteps);
@@ -262,22 +273,28 @@ static options parse_args(int argc, char **argv) {
 
 /* ---- models ---- */
 
+/* The pipeline's text encoder(s): SD's one (last hidden state), or SDXL's
+ * two (penultimate hidden states side by side; the pooled embedding is the
+ * second's projected output), as StableDiffusionXLPipeline.encode_prompt. */
 typedef struct text_encoder {
-    clip_tokenizer *tok;
-    clip_text_model model;
-    int loaded, L, D;
+    clip_tokenizer *tok[2];
+    clip_text_model model[2];
+    int n, loaded, L, D, P;
 } text_encoder;
 
 typedef struct run {
     options opt;
     unet_model unet;
+    unet_lora lora; /* with --lora */
     vae_model vae;
     noise_schedule ns;
     scheduler_extra extra;
     sampler smp;
     text_encoder te;
     float *uncond; /* [L, D], under CFG */
-    int C, h, w, H, W, D;
+    float *uncond_pooled; /* SDXL under CFG: [P] */
+    int sdxl, zero_uncond; /* SDXL pipeline; its unconditional embeddings are zeros (force_zeros_for_empty_prompt) */
+    int C, h, w, H, W, D, P;
     int pngs;      /* write PNG files + sidecars */
     const char *pattern;
     unsigned char *grid;
@@ -291,29 +308,64 @@ typedef struct run {
 static void load_text_encoder(run *r) {
     text_encoder *t = &r->te;
     if (t->loaded) return;
-    char err[LCM_ERRLEN], *path = path_join(r->opt.model, "tokenizer");
-    if (!(t->tok = clip_tokenizer_load(path, err))) die("%s", err);
-    free(path);
-    if (clip_text_load(&t->model, r->opt.model, "text_encoder", r->opt.be, err)) die("%s", err);
-    t->L = clip_tokenizer_max_length(t->tok), t->D = t->model.cfg.hidden_size;
-    if (t->L > t->model.cfg.max_positions) die("%s: model_max_length %d exceeds the text encoder's %d positions", r->opt.model, t->L, t->model.cfg.max_positions);
-    if (t->D != r->D) die("%s: the text encoder's width %d is not the UNet's cross_attention_dim %d", r->opt.model, t->D, r->D);
+    static const char *const toks[2] = {"tokenizer", "tokenizer_2"}, *const encs[2] = {"text_encoder", "text_encoder_2"};
+    char err[LCM_ERRLEN];
+    t->n = r->sdxl ? 2 : 1, t->D = 0;
+    for (int k = 0; k < t->n; k++) {
+        char *path = path_join(r->opt.model, toks[k]);
+        if (!(t->tok[k] = clip_tokenizer_load(path, err))) die("%s", err);
+        free(path);
+        if (clip_text_load(&t->model[k], r->opt.model, encs[k], r->opt.be, err)) die("%s", err);
+        int L = clip_tokenizer_max_length(t->tok[k]);
+        if (L > t->model[k].cfg.max_positions) die("%s: model_max_length %d exceeds %s's %d positions", r->opt.model, L, encs[k], t->model[k].cfg.max_positions);
+        if (k && L != t->L) die("%s: the two tokenizers differ in length (%d, %d)", r->opt.model, t->L, L);
+        t->L = L, t->D += t->model[k].cfg.hidden_size;
+    }
+    if (t->D != r->D) die("%s: the text encoder width %d is not the UNet's cross_attention_dim %d", r->opt.model, t->D, r->D);
+    if (r->sdxl && t->model[1].cfg.projection_dim != r->P)
+        die("%s: text_encoder_2's projection_dim %d is not the UNet's pooled width %d", r->opt.model, t->model[1].cfg.projection_dim, r->P);
     t->loaded = 1;
 }
 
-/* The last hidden state of one caption into out [L, D]. */
-static void encode_text(run *r, const char *text, size_t len, float *out, uint64_t record) {
+/* One caption's embedding into out [L, D] and, for SDXL, pooled [P]. */
+static void encode_text(run *r, const char *text, size_t len, float *out, float *pooled, uint64_t record) {
     load_text_encoder(r);
     text_encoder *t = &r->te;
     char err[LCM_ERRLEN];
     int32_t ids32[1024];
     int64_t ids[1024];
-    if (clip_encode(t->tok, text, len, ids32, err) < 0) die("record %llu: %s", (unsigned long long)record, err);
-    for (int j = 0; j < t->L; j++) ids[j] = ids32[j];
-    tensor *hidden = tensor_new(r->opt.be, DT_F32, 3, (int64_t[]){1, t->L, t->D});
-    clip_text_forward(&t->model, ids, 1, t->L, (clip_text_out){.last_hidden_state = hidden});
-    tensor_to_host(hidden, out);
-    tensor_free(hidden);
+    int col = 0;
+    for (int k = 0; k < t->n; k++) {
+        int D = t->model[k].cfg.hidden_size;
+        if (clip_encode(t->tok[k], text, len, ids32, err) < 0) die("record %llu: %s", (unsigned long long)record, err);
+        for (int j = 0; j < t->L; j++) ids[j] = ids32[j];
+        tensor *hidden = tensor_new(r->opt.be, DT_F32, 3, (int64_t[]){1, t->L, D});
+        tensor *proj = k == 1 ? tensor_new(r->opt.be, DT_F32, 2, (int64_t[]){1, r->P}) : NULL;
+        clip_text_out o = t->n == 1 ? (clip_text_out){.last_hidden_state = hidden} : (clip_text_out){.penultimate = hidden, .text_embeds = proj};
+        clip_text_forward(&t->model[k], ids, 1, t->L, o);
+        float *seq = xmalloc(sizeof(float) * (size_t)t->L * D);
+        tensor_to_host(hidden, seq);
+        for (int j = 0; j < t->L; j++) memcpy(out + (size_t)j * t->D + col, seq + (size_t)j * D, sizeof(float) * (size_t)D);
+        if (proj) tensor_to_host(proj, pooled);
+        free(seq);
+        tensor_free(hidden), tensor_free(proj);
+        col += D;
+    }
+}
+
+/* StableDiffusionXLPipeline's force_zeros_for_empty_prompt (model_index.json;
+ * the pipeline's default is true). */
+static int force_zeros(const char *model) {
+    char err[LCM_ERRLEN], *path = path_join(model, "model_index.json");
+    json_cfg c;
+    int zeros = 1;
+    if (!json_cfg_load(&c, path, err)) {
+        zeros = cfg_bool(&c, "force_zeros_for_empty_prompt", 1);
+        if (c.failed) die("%s", c.err);
+        json_cfg_free(&c);
+    }
+    free(path);
+    return zeros;
 }
 
 /* sample_size of the UNet config: an int, or [height, width]. */
@@ -335,17 +387,24 @@ static void load_models(run *r) {
     char err[LCM_ERRLEN];
     if (!is_dir(o->model)) die("%s: not a directory", o->model);
     if (unet_load(&r->unet, o->unet_dir ? o->unet_dir : o->model, o->be, 0, err)) die("%s", err);
+    if (o->lora) {
+        if (unet_lora_open(&r->lora, &r->unet, o->lora, (float)o->lora_scale, err)) die("%s", err);
+        r->unet.lora = &r->lora;
+    }
     if (vae_load(&r->vae, o->model, o->be, err)) die("%s", err);
     char *sched_dir = path_join(o->model, "scheduler"), *cfg = path_join(sched_dir, "scheduler_config.json");
     if (schedule_from_config(&r->ns, cfg, err) || scheduler_extra_read(&r->extra, cfg, err)) die("%s", err);
     free(sched_dir), free(cfg);
     int lcm_unet = r->unet.cfg.time_cond_proj_dim > 0;
-    if (!o->kind_set) o->kind = lcm_unet ? SAMPLER_LCM : SAMPLER_DDIM;
-    if (o->kind == SAMPLER_LCM && !lcm_unet)
+    if (!o->kind_set) o->kind = lcm_unet || o->lora ? SAMPLER_LCM : SAMPLER_DDIM;
+    if (o->kind == SAMPLER_LCM && !lcm_unet && !o->lora)
         warn("the UNet has no time_cond_proj_dim: LCM steps with a model that was not distilled");
     if (!o->steps) o->steps = o->n_timesteps ? o->n_timesteps : o->kind == SAMPLER_LCM ? 4 : 50;
-    if (isnan(o->guidance)) o->guidance = o->kind == SAMPLER_LCM ? 8.5 : 7.5;
+    r->sdxl = r->unet.cfg.text_time;
+    /* StableDiffusionXLPipeline's default 5; LatentConsistencyModelPipeline's 8.5; StableDiffusionPipeline's 7.5 */
+    if (isnan(o->guidance)) o->guidance = r->sdxl ? 5.0 : o->kind == SAMPLER_LCM ? 8.5 : 7.5;
     r->C = r->unet.cfg.in_channels, r->D = r->unet.cfg.cross_attention_dim[0];
+    if (r->sdxl) r->P = r->unet.cfg.projection_class_embeddings_input_dim - 6 * r->unet.cfg.addition_time_embed_dim;
     default_size(r);
     scheduler_options so = {.kind = o->kind, .num_inference_steps = o->steps,
                             .timesteps = o->n_timesteps ? o->timesteps : NULL, .n_timesteps = o->n_timesteps,
@@ -353,11 +412,15 @@ static void load_models(run *r) {
     static scheduler check; /* option errors are usage errors; the model's are not */
     if (scheduler_init(&check, &r->ns, &r->extra, &so, err)) die_usage("%s", err);
     if (sampler_init(&r->smp, &r->unet, &r->vae, &r->ns, &r->extra, &so, o->guidance, r->h, r->w, err)) die("%s", err);
-    if (r->smp.cfg) {
+    if (r->smp.cfg && r->sdxl && force_zeros(o->model)) {
+        r->zero_uncond = 1; /* zeros of the prompts' length: allocated per batch */
+    } else if (r->smp.cfg) {
         load_text_encoder(r);
         r->uncond = xmalloc(sizeof(float) * (size_t)r->te.L * r->D);
-        encode_text(r, "", 0, r->uncond, 0);
+        if (r->sdxl) r->uncond_pooled = xmalloc(sizeof(float) * (size_t)r->P);
+        encode_text(r, "", 0, r->uncond, r->uncond_pooled, 0);
     }
+    r->smp.uncond_pooled = r->uncond_pooled;
 }
 
 /* ---- images waiting for a batch ---- */
@@ -367,6 +430,7 @@ typedef struct item {
     int sub;            /* image of this record, 0..num_images_per_prompt-1 */
     long long index;    /* image index k: file name and generator stream */
     float *embeds;      /* [L, D] */
+    float *pooled;      /* SDXL: [P] */
     int L, embeds_given;
     float *latent;      /* [C, h, w] */
     float *step_noise;  /* [>= n-1, C, h, w] or NULL */
@@ -376,7 +440,7 @@ typedef struct item {
 
 static void item_free(item *it) {
     frame_free(&it->rec);
-    free(it->embeds), free(it->latent), free(it->step_noise);
+    free(it->embeds), free(it->pooled), free(it->latent), free(it->step_noise);
     memset(it, 0, sizeof *it);
 }
 
@@ -419,6 +483,8 @@ static int item_prepare(run *r, item *it, char *why, size_t why_len) {
     if (rc > 0) {
         it->L = (int)frame_get(f, "prompt_embeds")->v.tensor.shape[0];
         it->embeds_given = 1;
+        if (r->sdxl && (rc = tensor_f32(f, "pooled_prompt_embeds", (int64_t[]){r->P}, 1, &it->pooled, why, why_len)) <= 0)
+            return rc < 0 ? -1 : (snprintf(why, why_len, "prompt_embeds without pooled_prompt_embeds (an SDXL UNet needs both)"), -1);
     } else {
         size_t len;
         const char *txt = frame_get_bytes(f, "txt", &len);
@@ -426,10 +492,11 @@ static int item_prepare(run *r, item *it, char *why, size_t why_len) {
         load_text_encoder(r);
         it->L = r->te.L;
         it->embeds = xmalloc(sizeof(float) * (size_t)it->L * r->D);
-        encode_text(r, txt, len, it->embeds, f->record);
+        if (r->sdxl) it->pooled = xmalloc(sizeof(float) * (size_t)r->P);
+        encode_text(r, txt, len, it->embeds, it->pooled, f->record);
     }
     if (it->L < 1) return snprintf(why, why_len, "prompt_embeds has no tokens"), -1;
-    if (r->smp.cfg && it->L != r->te.L)
+    if (r->smp.cfg && !r->zero_uncond && it->L != r->te.L)
         return snprintf(why, why_len, "prompt_embeds has %d tokens, the unconditional embedding %d", it->L, r->te.L), -1;
     float *noise = NULL;
     if ((rc = tensor_f32(f, "noise", (int64_t[]){r->C, r->h, r->w}, 3, &noise, why, why_len)) < 0) return -1;
@@ -489,6 +556,12 @@ static char *describe(const run *r, const item *it, const char *png) {
     sb_printf(&b, ",\"seed\":%llu,\"generator_stream\":%lld", o->seed, it->index);
     sb_putc(&b, ','), json_key(&b, "pretrained_model"), sb_json_str(&b, o->model, strlen(o->model));
     sb_putc(&b, ','), json_key(&b, "unet"), o->unet_dir ? sb_json_str(&b, o->unet_dir, strlen(o->unet_dir)) : sb_puts(&b, "null");
+    sb_putc(&b, ','), json_key(&b, "lora"), o->lora ? sb_json_str(&b, o->lora, strlen(o->lora)) : sb_puts(&b, "null");
+    if (o->lora) {
+        sb_puts(&b, ",\"lora_scale\":"), sb_json_num(&b, o->lora_scale);
+        sb_printf(&b, ",\"lora_rank\":%d,\"lora_alpha\":", r->lora.rank), sb_json_num(&b, r->lora.alpha);
+        sb_puts(&b, ",\"lora_effective_scale\":"), sb_json_num(&b, r->lora.scale);
+    }
     sb_printf(&b, ",\"scheduler\":\"%s\",\"num_inference_steps\":%d,\"timesteps\":[", sampler_kind_name(s->kind), s->n);
     for (int i = 0; i < s->n; i++) {
         if (i) sb_putc(&b, ',');
@@ -496,6 +569,11 @@ static char *describe(const run *r, const item *it, const char *png) {
     }
     sb_puts(&b, "],\"guidance_scale\":"), sb_json_num(&b, o->guidance);
     sb_printf(&b, ",\"classifier_free_guidance\":%s", r->smp.cfg ? "true" : "false");
+    if (r->sdxl) {
+        sb_puts(&b, ",\"sdxl\":true,\"time_ids\":[");
+        for (int i = 0; i < 6; i++) sb_printf(&b, "%s%g", i ? "," : "", r->smp.time_ids[i]);
+        sb_printf(&b, "],\"negative_embeddings\":\"%s\"", !r->smp.cfg ? "none" : r->zero_uncond ? "zeros" : "empty prompt");
+    }
     if (s->kind == SAMPLER_LCM) {
         sb_printf(&b, ",\"original_inference_steps\":%d,\"strength\":", o->original_steps ? o->original_steps : r->extra.original_inference_steps);
         sb_json_num(&b, o->strength);
@@ -538,7 +616,7 @@ static void grid_put(run *r, long long k, const unsigned char *rgb) {
 }
 
 static void emit_frame(run *r, const item *it, const float *latent, const float *image) {
-    static const char *const drop[] = {"prompt_embeds", "noise", "step_noise", "latent", "image", "__key__", NULL};
+    static const char *const drop[] = {"prompt_embeds", "pooled_prompt_embeds", "noise", "step_noise", "latent", "image", "__key__", NULL};
     frame_out_reset(r->fo);
     fo_pass(r->fo, &it->rec, drop);
     strbuf key = {0};
@@ -568,8 +646,10 @@ static void flush(run *r, item *items, int n) {
     sample_job *jobs = xcalloc((size_t)n, sizeof *jobs);
     for (int i = 0; i < n; i++)
         jobs[i] = (sample_job){.prompt_embeds = items[i].embeds, .latent = items[i].latent,
-                               .step_noise = items[i].step_noise, .gen = &items[i].gen};
-    sampler_run(&r->smp, jobs, n, items[0].L, r->uncond, on_step, r);
+                               .step_noise = items[i].step_noise, .pooled = items[i].pooled, .gen = &items[i].gen};
+    float *zeros = r->zero_uncond ? xcalloc((size_t)items[0].L * r->D, sizeof(float)) : NULL;
+    sampler_run(&r->smp, jobs, n, items[0].L, zeros ? zeros : r->uncond, on_step, r);
+    free(zeros);
     for (int i = 0; i < n; i++) memcpy(latents + (size_t)per * i, items[i].latent, sizeof(float) * (size_t)per);
     sampler_decode(&r->smp, n, latents, images);
     for (int i = 0; i < n; i++) {
@@ -700,7 +780,8 @@ int main(int argc, char **argv) {
     if (!r.images) die("no images sampled");
     sampler_free(&r.smp);
     unet_free(&r.unet), vae_free(&r.vae);
-    if (r.te.loaded) clip_tokenizer_free(r.te.tok), clip_text_free(&r.te.model);
-    free(r.uncond), free(r.grid), free(bt.items), free(o->prompts);
+    if (o->lora) unet_lora_free(&r.lora);
+    for (int k = 0; r.te.loaded && k < r.te.n; k++) clip_tokenizer_free(r.te.tok[k]), clip_text_free(&r.te.model[k]);
+    free(r.uncond), free(r.uncond_pooled), free(r.grid), free(bt.items), free(o->prompts);
     return EXIT_OK;
 }

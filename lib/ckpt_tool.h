@@ -14,6 +14,8 @@ int ckpt_diff_main(int argc, char **argv);
 int ckpt_convert_main(int argc, char **argv);
 int ckpt_cat_main(int argc, char **argv);
 int ckpt_verify_main(int argc, char **argv);
+int ckpt_lora_export_main(int argc, char **argv);
+int ckpt_lora_merge_main(int argc, char **argv);
 
 /* Shared by the subcommands. */
 void ckpt_usage(FILE *out);

@@ -15,7 +15,13 @@ int sampler_init(sampler *s, unet_model *unet, vae_model *vae, const noise_sched
     const unet_config *c = &unet->cfg;
     if (c->out_channels != c->in_channels)
         return seterr(err, "the UNet's out_channels %d differ from in_channels %d (learned variance is not supported)", c->out_channels, c->in_channels);
-    if (c->text_time) return seterr(err, "SDXL UNets (addition_embed_type text_time) are not supported for sampling");
+    if (c->text_time) {
+        s->pooled_dim = c->projection_class_embeddings_input_dim - 6 * c->addition_time_embed_dim;
+        if (s->pooled_dim < 1) return seterr(err, "the UNet's projection_class_embeddings_input_dim %d leaves no room for a pooled embedding", c->projection_class_embeddings_input_dim);
+        float f = vae ? (float)vae_factor(vae) : 8.0f, H = (float)h * f, W = (float)w * f;
+        const float ids[6] = {H, W, 0, 0, H, W};
+        memcpy(s->time_ids, ids, sizeof ids);
+    }
     if (vae && vae->cfg.latent_channels != c->in_channels)
         return seterr(err, "the VAE has %d latent channels, the UNet %d", vae->cfg.latent_channels, c->in_channels);
     if (scheduler_init(&s->sch, ns, x, o, err)) return -1;
@@ -64,6 +70,26 @@ static tensor *cond_tensor(const sampler *s, int rows) {
     return t;
 }
 
+/* SDXL's added conditioning: pooled embeddings (unconditional rows first
+ * under CFG) and time_ids, or NULLs for other UNets. */
+static void added_cond(const sampler *s, const sample_job *jobs, int B, tensor **text_embeds, tensor **time_ids) {
+    *text_embeds = *time_ids = NULL;
+    if (!s->pooled_dim) return;
+    int rows = s->cfg ? 2 * B : B, P = s->pooled_dim;
+    float *te = xcalloc((size_t)P * rows, sizeof(float)), *ti = xmalloc(sizeof(float) * 6 * (size_t)rows);
+    for (int r = 0; r < rows; r++) {
+        const float *src = s->cfg && r < B ? s->uncond_pooled : jobs[s->cfg ? r - B : r].pooled;
+        if (!src && !(s->cfg && r < B)) die("sampler: an SDXL UNet needs a pooled prompt embedding per image");
+        if (src) memcpy(te + (size_t)P * r, src, sizeof(float) * (size_t)P);
+        memcpy(ti + 6 * (size_t)r, s->time_ids, sizeof s->time_ids);
+    }
+    const struct backend *be = s->unet->ps.backend;
+    *text_embeds = tensor_new(be, DT_F32, 2, (int64_t[]){rows, P});
+    *time_ids = tensor_new(be, DT_F32, 2, (int64_t[]){rows, 6});
+    tensor_from_host(*text_embeds, te), tensor_from_host(*time_ids, ti);
+    free(te), free(ti);
+}
+
 /* eps = u + g (c - u) in float32 as torch computes it, into the first B rows. */
 static void guide(float *out, size_t per_image, int B, float g) {
     size_t n = per_image * (size_t)B;
@@ -77,7 +103,8 @@ void sampler_run(sampler *s, sample_job *jobs, int B, int L, const float *uncond
     const struct backend *be = s->unet->ps.backend;
     int rows = s->cfg ? 2 * B : B;
     size_t per = (size_t)s->C * s->h * s->w;
-    tensor *context = context_tensor(s, jobs, B, L, uncond), *cond = cond_tensor(s, rows);
+    tensor *context = context_tensor(s, jobs, B, L, uncond), *cond = cond_tensor(s, rows), *text_embeds, *time_ids;
+    added_cond(s, jobs, B, &text_embeds, &time_ids);
     tensor *x = tensor_new4(be, DT_F32, rows, s->C, s->h, s->w), *out = tensor_new4(be, DT_F32, rows, s->C, s->h, s->w);
     float *host_in = xmalloc(sizeof(float) * per * (size_t)rows), *host_out = xmalloc(sizeof(float) * per * (size_t)rows);
     float *noise = xmalloc(sizeof(float) * per), *ts = xmalloc(sizeof(float) * (size_t)rows);
@@ -90,7 +117,8 @@ void sampler_run(sampler *s, sample_job *jobs, int B, int L, const float *uncond
         }
         for (int r = 0; r < rows; r++) ts[r] = sch->timesteps_f[i];
         tensor_from_host(x, host_in);
-        unet_inputs in = {.sample = x, .timesteps = ts, .encoder_hidden_states = context, .timestep_cond = cond};
+        unet_inputs in = {.sample = x, .timesteps = ts, .encoder_hidden_states = context, .timestep_cond = cond,
+                          .text_embeds = text_embeds, .time_ids = time_ids};
         unet_forward(s->unet, in, out, 0);
         tensor_to_host(out, host_out);
         if (s->cfg) guide(host_out, per, B, (float)s->guidance_scale);
@@ -104,7 +132,7 @@ void sampler_run(sampler *s, sample_job *jobs, int B, int L, const float *uncond
         }
         if (progress) progress(ctx, i + 1, sch->n);
     }
-    tensor_free(context), tensor_free(cond), tensor_free(x), tensor_free(out);
+    tensor_free(context), tensor_free(cond), tensor_free(x), tensor_free(out), tensor_free(text_embeds), tensor_free(time_ids);
     free(host_in), free(host_out), free(noise), free(ts);
 }
 

@@ -12,6 +12,11 @@
  * The UNet runs forward only, in its own activation arena: a trainer must
  * not call this between a forward it keeps for backward and that backward.
  *
+ * An SDXL UNet (addition_embed_type text_time) also gets each image's pooled
+ * prompt embedding and time_ids [H, W, 0, 0, H, W] (original size = target
+ * size = the image's, crops (0, 0): StableDiffusionXLPipeline's defaults);
+ * under CFG the unconditional rows get uncond_pooled (zeros when NULL).
+ *
  * Every random draw belongs to one image (its own generator), or is replayed
  * from the caller's arrays, so that a batch's images do not depend on which
  * other images share it. */
@@ -31,6 +36,9 @@ typedef struct sampler {
     int cfg;        /* real classifier-free guidance */
     int C, h, w;    /* latent shape */
     float *w_embedding; /* [time_cond_proj_dim], or NULL */
+    int pooled_dim;     /* SDXL: the pooled embedding's width, else 0 */
+    float time_ids[6];  /* SDXL: set by sampler_init from h, w and the VAE factor; the caller may change them */
+    const float *uncond_pooled; /* SDXL under CFG: [pooled_dim], or NULL for zeros; the caller's */
 } sampler;
 
 /* h, w: the latent size. The scheduler is built from ns, x and o. 0, or -1
@@ -44,6 +52,7 @@ typedef struct sample_job {
     const float *prompt_embeds; /* [L, D] */
     float *latent;              /* in: the initial N(0, 1) noise [C, h, w]; out: the final latent (scaled) */
     const float *step_noise;    /* LCM: [n - 1, C, h, w] replayed noise, or NULL to draw from gen */
+    const float *pooled;        /* SDXL: [pooled_dim] */
     rng *gen;
 } sample_job;
 

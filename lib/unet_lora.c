@@ -85,9 +85,38 @@ void unet_lora_free(unet_lora *l) {
     memset(l, 0, sizeof *l);
 }
 
-/* An adapter tensor of the UNet: other components' (text_encoder.*) are not ours. */
+/* An adapter tensor of the UNet: other components' (text_encoder.*,
+ * kohya's lora_te*) are not ours. */
 static int is_unet_lora_key(const char *name) {
-    return (strstr(name, ".lora_A.") || strstr(name, ".lora_B.")) && strncmp(name, "text_encoder", 12) != 0;
+    if (!strncmp(name, "lora_unet_", 10)) return strstr(name, ".lora_down.") || strstr(name, ".lora_up.");
+    return (strstr(name, ".lora_A.") || strstr(name, ".lora_B.")) && strncmp(name, "text_encoder", 12) != 0 &&
+           strncmp(name, "lora_te", 7) != 0;
+}
+
+static int is_down_key(const char *name) {
+    return is_unet_lora_key(name) && (strstr(name, ".lora_A.") || strstr(name, ".lora_down."));
+}
+
+void unet_lora_kohya_name(const char *path, char *out, size_t size) {
+    snprintf(out, size, "lora_unet_%s", path);
+    for (char *c = out; *c; c++)
+        if (*c == '.') *c = '_';
+}
+
+/* The tensor of adapter parameter name (<path>.lora_A.weight or
+ * .lora_B.weight) in f: unet.<name>, <name>, or kohya's; key gets the name
+ * looked up first (for messages). */
+static const st_tensor *find_adapter(st_file *f, const char *name, char *key, size_t key_size) {
+    snprintf(key, key_size, "unet.%s", name);
+    const st_tensor *t = st_find(f, key);
+    if (t || (t = st_find(f, name))) return t;
+    const char *ab = strstr(name, ".lora_A.weight") ? ".lora_A.weight" : ".lora_B.weight";
+    char path[512], kohya[600];
+    snprintf(path, sizeof path, "%.*s", (int)(strlen(name) - strlen(ab)), name);
+    unet_lora_kohya_name(path, kohya, sizeof kohya);
+    char alt[700];
+    snprintf(alt, sizeof alt, "%s.%s.weight", kohya, ab[6] == 'A' ? "lora_down" : "lora_up");
+    return st_find(f, alt);
 }
 
 int unet_lora_load(unet_lora *l, const char *path, char *err) {
@@ -98,8 +127,7 @@ int unet_lora_load(unet_lora *l, const char *path, char *err) {
         param *p = l->ps.p[i];
         char key[600];
         snprintf(key, sizeof key, "unet.%s", p->name);
-        const st_tensor *t = st_find(f, key);
-        if (!t) t = st_find(f, p->name);
+        const st_tensor *t = find_adapter(f, p->name, key, sizeof key);
         if (!t) {
             rc = seterr(err, "%s: no adapter %s", path, key);
             break;
@@ -145,6 +173,157 @@ int unet_lora_save(const unet_lora *l, const char *path, char *err) {
     for (int i = 0; i < l->ps.n; i++) free(names[i]);
     free(names), free(e), free(host);
     return rc;
+}
+
+/* The module path of a diffusers-layout UNet adapter key, and whether it is
+ * lora_A; 0 for any other key. */
+static int diffusers_key(const char *name, char *path, size_t size, int *is_a) {
+    if (!strncmp(name, "lora_unet_", 10) || !is_unet_lora_key(name)) return 0;
+    const char *start = strncmp(name, "unet.", 5) ? name : name + 5;
+    const char *a = strstr(start, ".lora_A.weight"), *b = strstr(start, ".lora_B.weight");
+    const char *end = a ? a : b;
+    if (!end || strlen(end) != strlen(".lora_A.weight")) return 0;
+    snprintf(path, size, "%.*s", (int)(end - start), start);
+    *is_a = a != NULL;
+    return 1;
+}
+
+int unet_lora_to_kohya(const char *in, const char *out, int *skipped, char *err) {
+    st_file *f = st_open(in, err);
+    if (!f) return -1;
+    int n = st_count(f), k = 0, rc = 0;
+    const char *meta_alpha = st_meta_get(f, "lora_alpha");
+    float given = meta_alpha ? strtof(meta_alpha, NULL) : 0;
+    st_entry *e = xcalloc((size_t)n * 2 + 1, sizeof *e);
+    char **names = xcalloc((size_t)n * 2 + 1, sizeof *names);
+    float *alphas = xcalloc((size_t)n + 1, sizeof *alphas);
+    *skipped = 0;
+    for (int i = 0; i < n; i++) {
+        const st_tensor *t = st_at(f, i);
+        char path[512], kname[600];
+        int is_a;
+        if (!diffusers_key(t->name, path, sizeof path, &is_a)) {
+            if (!strncmp(t->name, "lora_unet_", 10)) {
+                rc = seterr(err, "%s: %s: already in kohya's layout", in, t->name);
+                break;
+            }
+            ++*skipped;
+            continue;
+        }
+        unet_lora_kohya_name(path, kname, sizeof kname);
+        size_t len = strlen(kname) + 20;
+        names[k] = xmalloc(len);
+        snprintf(names[k], len, "%s.%s.weight", kname, is_a ? "lora_down" : "lora_up");
+        e[k] = st_entry_of(names[k], t->dtype, t->ndim, t->shape, t->data);
+        k++;
+        if (!is_a) continue;
+        alphas[i] = meta_alpha ? given : (float)t->shape[0];
+        names[k] = xmalloc(len);
+        snprintf(names[k], len, "%s.alpha", kname);
+        e[k] = st_entry_of(names[k], DT_F32, 0, NULL, &alphas[i]);
+        k++;
+    }
+    if (!rc && !k) rc = seterr(err, "%s: no UNet LoRA adapters in the diffusers layout", in);
+    if (!rc) {
+        char alpha[32];
+        snprintf(alpha, sizeof alpha, "%g", given);
+        st_meta meta[2] = {{"format", "pt"}, {"lora_alpha", alpha}};
+        rc = st_write(out, e, k, meta, meta_alpha ? 2 : 1, err);
+    }
+    for (int i = 0; i < k; i++) free(names[i]);
+    free(names), free(e), free(alphas);
+    st_close(f);
+    return rc;
+}
+
+/* The value of a kohya .alpha tensor (one element). */
+static int alpha_value(const st_tensor *t, float *alpha, const char *path, char *err) {
+    if (shape_numel(t->ndim, t->shape) != 1 || !dtype_is_float(t->dtype))
+        return seterr(err, "%s: %s is not one floating-point value", path, t->name);
+    double v;
+    st_load_f64(t->data, t->dtype, 0, 1, &v);
+    *alpha = (float)v;
+    return 0;
+}
+
+static int scan_file(st_file *f, const char *path, int *rank, float *alpha, lora_alpha_source *src, char *err) {
+    *rank = 0, *src = LORA_ALPHA_RANK;
+    int alphas = 0;
+    for (int i = 0; i < st_count(f); i++) {
+        const st_tensor *t = st_at(f, i);
+        size_t n = strlen(t->name);
+        if (!strncmp(t->name, "lora_unet_", 10) && n > 6 && !strcmp(t->name + n - 6, ".alpha")) {
+            float a = 0;
+            if (alpha_value(t, &a, path, err)) return -1;
+            if (alphas++ && a != *alpha) return seterr(err, "%s: adapters with different alphas (%g, %g) are not supported", path, *alpha, a);
+            *alpha = a;
+            continue;
+        }
+        if (!is_down_key(t->name)) continue;
+        if (t->ndim != 2 && t->ndim != 4) return seterr(err, "%s: %s has %d dimensions, not 2 or 4", path, t->name, t->ndim);
+        if (*rank && t->shape[0] != *rank)
+            return seterr(err, "%s: adapters of different ranks (%d, %lld) are not supported", path, *rank, (long long)t->shape[0]);
+        *rank = (int)t->shape[0];
+    }
+    if (*rank < 1) return seterr(err, "%s: no UNet LoRA adapters (lora_A / lora_down tensors)", path);
+    const char *meta = st_meta_get(f, "lora_alpha");
+    if (alphas) {
+        *src = LORA_ALPHA_TENSORS;
+    } else if (meta) {
+        char *end;
+        *alpha = strtof(meta, &end);
+        if (end == meta || *end || !(*alpha == *alpha)) return seterr(err, "%s: metadata lora_alpha '%s' is not a number", path, meta);
+        *src = LORA_ALPHA_METADATA;
+    } else {
+        *alpha = (float)*rank;
+    }
+    return 0;
+}
+
+int unet_lora_file_info(const char *path, int *rank, float *alpha, lora_alpha_source *src, char *err) {
+    st_file *f = st_open(path, err);
+    if (!f) return -1;
+    int rc = scan_file(f, path, rank, alpha, src, err);
+    st_close(f);
+    return rc;
+}
+
+int unet_lora_open(unet_lora *l, const unet_model *m, const char *path, float lora_scale, char *err) {
+    int rank;
+    float alpha;
+    lora_alpha_source src;
+    if (unet_lora_file_info(path, &rank, &alpha, &src, err)) return -1;
+    if (unet_lora_create(l, m, rank, alpha, 0, 0, err)) return -1;
+    if (unet_lora_load(l, path, err)) {
+        unet_lora_free(l);
+        return -1;
+    }
+    l->scale = lora_scale * alpha / (float)rank;
+    return 0;
+}
+
+void unet_lora_merge(unet_model *m, const unet_lora *l) {
+    if (m->ps.total != l->base_total) die("unet: LoRA adapters made for another UNet configuration");
+    if (m->lora) die("unet: merging adapters into a model that has adapters attached");
+    float *w = xmalloc(m->ps.total * sizeof(float)), *ab = xmalloc(l->ps.total * sizeof(float));
+    tensor all = params_values(&m->ps), lall = params_values(&l->ps);
+    tensor_to_host(&all, w);
+    tensor_to_host(&lall, ab);
+    int r = l->rank;
+    for (int i = 0; i < l->n; i++) {
+        const unet_lora_module *md = &l->mods[i];
+        const float *A = ab + md->a->offset, *B = ab + md->b->offset;
+        int64_t out = md->b->value.shape[0], cols = tensor_numel(&md->a->value) / r;
+        float *W = w + md->base_offset;
+        for (int64_t o = 0; o < out; o++)
+            for (int64_t c = 0; c < cols; c++) {
+                double d = 0; /* r terms: a double sum, then one rounding */
+                for (int k = 0; k < r; k++) d += (double)B[o * r + k] * A[(int64_t)k * cols + c];
+                W[o * cols + c] += l->scale * (float)d;
+            }
+    }
+    tensor_from_host(&all, w);
+    free(w), free(ab);
 }
 
 /* ---- the layer hooks ---- */

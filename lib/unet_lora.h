@@ -51,6 +51,36 @@ int unet_lora_load(unet_lora *l, const char *path, char *err);
 /* Writes them in that layout (f32, atomically). 0, or -1 with err. */
 int unet_lora_save(const unet_lora *l, const char *path, char *err);
 
+/* kohya's name of a module path (sd-scripts networks/lora.py, which
+ * stable-diffusion.cpp and A1111 read): "lora_unet_" + the path with every
+ * "." replaced by "_". The adapters are <name>.lora_down.weight (lora_A),
+ * <name>.lora_up.weight (lora_B) and <name>.alpha (a 0-d f32). */
+void unet_lora_kohya_name(const char *path, char *out, size_t size);
+/* Rewrites a diffusers-layout LoRA file (unet.<path>.lora_A.weight /
+ * .lora_B.weight, any float dtype, kept) in kohya's layout, atomically, with
+ * <name>.alpha = the metadata's lora_alpha where the file has one (ours),
+ * else the module's rank (the scale 1 diffusers gives such a file). Other
+ * tensors (text encoder adapters) are left out; their count goes to
+ * *skipped. 0, or -1 with err. */
+int unet_lora_to_kohya(const char *in, const char *out, int *skipped, char *err);
+
+/* What a LoRA file says of its adapters: the rank (lora_A's first dimension;
+ * every adapter must have the same) and alpha. Where alpha comes from:
+ * kohya's .alpha tensors (all equal), else our "lora_alpha" metadata (which
+ * lcm-step writes), else the rank (scale 1: what diffusers 0.30.3's
+ * load_lora_weights does with a diffusers-layout file, whose metadata it
+ * does not read). 0, or -1 with err. */
+typedef enum { LORA_ALPHA_RANK, LORA_ALPHA_METADATA, LORA_ALPHA_TENSORS } lora_alpha_source;
+int unet_lora_file_info(const char *path, int *rank, float *alpha, lora_alpha_source *src, char *err);
+/* Adapters for m from a LoRA file (diffusers or kohya layout), not
+ * attached, with scale = lora_scale * alpha / rank (alpha as
+ * unet_lora_file_info finds it). 0, or -1 with err. */
+int unet_lora_open(unet_lora *l, const unet_model *m, const char *path, float lora_scale, char *err);
+/* Bakes the adapters into m's weights: W += scale * (B @ A), a conv's
+ * B [out, r, 1, 1] @ A [r, in, kh, kw] as a [out, in*kh*kw] product (PEFT's
+ * merge). m must be of the adapters' config and must not have them attached. */
+void unet_lora_merge(unet_model *m, const unet_lora *l);
+
 /* The layer hooks of unet_layers.c: they do nothing when the model has no
  * adapter on w. Forward: y += scale * B(A(x)). Backward: adds the adapters'
  * gradients and, when dx is given, their share of the input gradient into dx.

@@ -10,6 +10,7 @@
   sample.py drop IN OUT KEY[,KEY...]        copy of a frame stream without those keys
   sample.py same FRAMES_A FRAMES_B KEY      KEY's tensors are bit-identical in both streams
   sample.py differ FRAMES_A FRAMES_B KEY    ... and not identical
+  sample.py close FRAMES_A FRAMES_B KEY TOL KEY's tensors agree within max rel err TOL (printed)
   sample.py fields JSON KEY...              the values joined by "|" (lists by ",", JSON spelling)
 """
 import json
@@ -109,6 +110,16 @@ def same(a, b, key, want_same):
         sys.exit(f"{key}: {'different' if want_same else 'identical'}")
 
 
+def close(a, b, key, tol):
+    ra, rb = read_frames(a), read_frames(b)
+    if len(ra) != len(rb):
+        sys.exit(f"{len(ra)} records, {len(rb)} records")
+    e = max(rel_err(as_array(x[key]), as_array(y[key])) for x, y in zip(ra, rb))
+    print(f"{key}: max rel err {e:.3g}")
+    if e > float(tol):
+        sys.exit(f"{key}: over {tol}")
+
+
 def show(v):
     if isinstance(v, list):
         return ",".join(show(x) for x in v)
@@ -138,6 +149,8 @@ def main(argv):
         drop(*args)
     elif cmd == "fields":
         fields(args[0], args[1:])
+    elif cmd == "close":
+        close(*args)
     elif cmd in ("same", "differ"):
         same(*args, want_same=cmd == "same")
     else:
