@@ -265,9 +265,7 @@ static options parse_args(int argc, char **argv) {
         if (o.steps && o.steps != o.n_timesteps) die_usage("--num_inference_steps %d disagrees with the %d --timesteps", o.steps, o.n_timesteps);
     }
     if (o.output && check_pattern(o.output)) die_usage("--output: '%s' needs exactly one %%d (e.g. out-%%04d.png)", o.output);
-    char err[LCM_ERRLEN];
-    o.be = backend_name ? backend_by_name(backend_name, err) : backend_default();
-    if (!o.be) die_usage("--backend: %s", err);
+    o.be = cli_backend(backend_name);
     return o;
 }
 
