@@ -22,6 +22,7 @@ float *cpu_workspace(size_t nfloats);
  * Underflows to exactly 0 below -87.3 (so exp(-inf) = 0), saturates at 88.7. */
 static inline float cpu_expf(float x) {
     float xc = x < -87.3f ? -87.3f : x > 88.7f ? 88.7f : x;
+    xc = xc == xc ? xc : 0.0f; /* NaN: computed on 0 (no undefined int conversion), returned as NaN below */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f; /* round to nearest */
     float s = xc - n * 0.693145751953125f;
     s = s - n * 1.428606765330187045e-06f;
@@ -36,7 +37,7 @@ static inline float cpu_expf(float x) {
         int32_t i;
         float f;
     } scale = {.i = ((int32_t)n + 127) << 23};
-    return x < -87.3f ? 0.0f : u * scale.f;
+    return x != x ? x : x < -87.3f ? 0.0f : u * scale.f;
 }
 
 /* Vectorised loops (lib/cpu_vexp.c; AVX2+FMA where the CPU has it). */

@@ -91,7 +91,7 @@ int validation_run(validation *v, unet_model *online, unet_model *target, const 
         sampler_free(&s);
     }
     if (!rc) {
-        const char *text[1] = {"lcm-step validation: rows = online then target, one per prompt; 4 LCM steps, guidance 7.5"};
+        const char *text[2] = {"Comment", "lcm-step validation: rows = online then target, one per prompt; 4 LCM steps, guidance 7.5"};
         rc = png_write_rgb(png, grid, per * W, rows * H, text, 1, err);
     }
     free(grid), free(rgb), free(latents), free(images), free(jobs), free(gens);

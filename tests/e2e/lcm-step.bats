@@ -76,19 +76,19 @@ long_input() { for i in 1 2 3 4; do cat "$LCD/eps-huber/input.mpk"; done > "$T/l
 }
 
 @test "kill -9 at any moment leaves the last complete checkpoint usable" {
-    for i in $(seq 20); do cat "$LCD/eps-huber/input.mpk"; done > "$T/longer.mpk"
+    for i in $(seq 60); do cat "$LCD/eps-huber/input.mpk"; done > "$T/longer.mpk"
     for delay in 0.3 0.6 0.9; do
         rm -rf "$T/out"
         lcm-step "${COMMON[@]}" --checkpointing_steps 1 --output_dir "$T/out" < "$T/longer.mpk" &
         pid=$!
         sleep $delay
-        kill -9 $pid
+        kill -9 $pid 2>/dev/null || true # on a fast machine the run may be over
         wait $pid || true
         latest=$(ls -d "$T"/out/checkpoint-* 2>/dev/null | grep -v tmp | sort -t- -k2 -n | tail -n 1)
         [ -n "$latest" ] || continue
         run ckpt-tool verify "$latest/unet"
         assert_success
-        run lcm-step "${COMMON[@]}" --max_train_steps 60 --checkpointing_steps 100 --output_dir "$T/out" \
+        run lcm-step "${COMMON[@]}" --max_train_steps 200 --checkpointing_steps 1000 --output_dir "$T/out" \
             --resume_from_checkpoint latest < "$T/longer.mpk"
         assert_success
     done
@@ -114,6 +114,8 @@ sys.stdout.buffer.write(b''.join(msgpack.packb(r) for r in recs))" > "$T/nan.mpk
     export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
     lcm-step "${COMMON[@]}" --loss_type huber --max_train_steps 3 --output_dir "$T/one" \
         --train_shards_path_or_url "$LCD/eps-huber/input.mpk"
+    # Open MPI's own allocations outlive MPI_Finalize: no leak checks for the ranks
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
     mpirun -np 2 lcm-step "${COMMON[@]}" --loss_type huber --train_batch_size 1 --max_train_steps 3 --output_dir "$T/two" \
         --train_shards_path_or_url "$LCD/eps-huber/input.mpk"
     run $CHECK close "$T/two/unet" "$T/one/unet" 1e-5
