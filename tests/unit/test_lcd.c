@@ -13,51 +13,12 @@
 #include "optim.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "util.h"
 
 static char top[900];
 
 static void path(char *buf, size_t n, const char *rel) { snprintf(buf, n, "%s/tests/fixtures/lcd/%s", top, rel); }
-
-static float *golden_f32(st_file *g, const char *name, int64_t *count) {
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    int64_t n = shape_numel(t->ndim, t->shape);
-    float *out = xmalloc((size_t)n * 4);
-    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    if (count) *count = n;
-    return out;
-}
-
-static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
-
-/* ||w - w_ref|| / ||w_ref - w_init|| over the model, w_ref = w_init + delta
- * with the delta flattened in sorted-name order. The values are read back to
- * the host first: on CUDA they live on the device. */
-static double update_error(const params *now, const params *init, const float *delta) {
-    param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
-    memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
-    qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
-    float *values = xmalloc(now->total * 4);
-    tensor all = params_values(now);
-    tensor_to_host(&all, values);
-    double num = 0, den = 0;
-    size_t k = 0;
-    for (int i = 0; i < now->n; i++) {
-        const param *p = sorted[i];
-        const float *w = values + p->offset, *w0 = init->data + p->offset;
-        for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
-            double ref = (double)w0[j] + delta[k];
-            num += (w[j] - ref) * (w[j] - ref);
-            den += (double)delta[k] * delta[k];
-        }
-    }
-    free(values);
-    free(sorted);
-    return sqrt(num) / sqrt(den);
-}
 
 static void run_case(const char *name, const char *teacher_dir, loss_kind loss, int accum) {
     char p[1024], err[LCM_ERRLEN];
@@ -132,15 +93,16 @@ static void run_case(const char *name, const char *teacher_dir, loss_kind loss, 
         if (step == 1 || step == 3) {
             char key[64];
             snprintf(key, sizeof key, "student_delta.%d", step);
-            float *d = golden_f32(g, key, NULL);
-            double ue = update_error(&student.ps, &init, d);
+            int64_t nd;
+            float *d = golden_f32(g, key, &nd);
+            double ue = update_error(&student.ps, init.data, d, (size_t)nd);
             printf("# %s step %d: student update rel err %.3g\n", name, step, ue);
             CHECKF(ue <= 3e-2, "%s step %d: student update error %.3g", name, step, ue);
             free(d);
             snprintf(key, sizeof key, "target_delta.%d", step);
             if (st_find(g, key)) {
-                d = golden_f32(g, key, NULL);
-                ue = update_error(&target.ps, &init, d);
+                d = golden_f32(g, key, &nd);
+                ue = update_error(&target.ps, init.data, d, (size_t)nd);
                 printf("# %s step %d: target update rel err %.3g\n", name, step, ue);
                 CHECKF(ue <= 3e-2, "%s step %d: target update error %.3g", name, step, ue);
                 free(d);

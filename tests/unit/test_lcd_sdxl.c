@@ -13,54 +13,10 @@
 #include "optim.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "util.h"
 
 static char top[900];
-
-static float *golden_f32(st_file *g, const char *name, int64_t *count) {
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    int64_t n = shape_numel(t->ndim, t->shape);
-    float *out = xmalloc((size_t)n * 8);
-    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    if (count) *count = n;
-    return out;
-}
-
-static double *golden_f64(st_file *g, const char *name) {
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    int64_t n = shape_numel(t->ndim, t->shape);
-    double *out = xmalloc((size_t)n * 8);
-    tensor dst = tensor_view(NULL, DT_F64, 1, &n, out);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    return out;
-}
-
-static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
-
-/* ||w - w_ref|| / ||w_ref - w_init||, w_ref = w_init + delta (sorted-name order). */
-static double update_error(const params *now, const float *init, const float *delta) {
-    param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
-    memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
-    qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
-    double num = 0, den = 0;
-    size_t k = 0;
-    for (int i = 0; i < now->n; i++) {
-        const param *p = sorted[i];
-        const float *w = (const float *)p->value.data, *w0 = init + p->offset;
-        for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
-            double ref = (double)w0[j] + delta[k];
-            num += (w[j] - ref) * (w[j] - ref);
-            den += (double)delta[k] * delta[k];
-        }
-    }
-    free(sorted);
-    return sqrt(num) / sqrt(den);
-}
 
 static double max_rel_f64(const double *a, const double *b, int64_t n) {
     double worst = 0, scale = 0;
@@ -146,8 +102,9 @@ static void run_case(const char *name, loss_kind loss, int steps, int fix, int r
             char key[64];
             snprintf(key, sizeof key, "%s_delta.%d", nets[k], step);
             if (!st_find(g, key)) continue;
-            float *d = golden_f32(g, key, NULL);
-            double ue = update_error(ps[k], init, d);
+            int64_t nd;
+            float *d = golden_f32(g, key, &nd);
+            double ue = update_error(ps[k], init, d, (size_t)nd);
             printf("# %s step %d: %s update rel err %.3g\n", name, step, nets[k], ue);
             CHECKF(ue <= 3e-2, "%s step %d: %s update error %.3g", name, step, nets[k], ue);
             free(d);

@@ -14,44 +14,11 @@
 #include "optim.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "unet_lora.h"
 #include "util.h"
 
 static char top[900];
-
-static float *golden_f32(st_file *g, const char *name) {
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    int64_t n = shape_numel(t->ndim, t->shape);
-    float *out = xmalloc((size_t)n * 4);
-    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    return out;
-}
-
-static int by_name(const void *a, const void *b) { return strcmp((*(param *const *)a)->name, (*(param *const *)b)->name); }
-
-/* ||w - w_ref|| / ||w_ref - w_init|| over the adapters in sorted-name order. */
-static double update_error(const params *now, const float *init, const float *delta, size_t n_delta) {
-    param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
-    memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
-    qsort(sorted, (size_t)now->n, sizeof *sorted, by_name);
-    double num = 0, den = 0;
-    size_t k = 0;
-    for (int i = 0; i < now->n; i++) {
-        const param *p = sorted[i];
-        const float *w = (const float *)p->value.data, *w0 = init + p->offset;
-        for (int64_t j = 0; j < tensor_numel(&p->value); j++, k++) {
-            double ref = (double)w0[j] + delta[k];
-            num += (w[j] - ref) * (w[j] - ref);
-            den += (double)delta[k] * delta[k];
-        }
-    }
-    free(sorted);
-    CHECKF(k == n_delta, "%zu adapter elements, the golden has %zu", k, n_delta);
-    return sqrt(num) / sqrt(den);
-}
 
 static void fixture(char *buf, size_t n, const char *rel) { snprintf(buf, n, "%s/tests/fixtures/%s", top, rel); }
 
@@ -83,12 +50,12 @@ TEST(lora_golden_steps) {
     st_file *lg;
     fixture(p, sizeof p, "lcd/eps-huber/golden.safetensors");
     CHECKF((lg = st_open(p, err)), "%s", err);
-    tr.uncond = golden_f32(lg, "uncond_prompt_embeds"), tr.uncond_len = 77, tr.uncond_dim = 32;
+    tr.uncond = golden_f32(lg, "uncond_prompt_embeds", NULL), tr.uncond_len = 77, tr.uncond_dim = 32;
     st_close(lg);
     adamw_state opt;
     adamw_init(&opt, &lora.ps, 0.9f, 0.999f, 1e-8f, 1e-2f);
 
-    float *want_loss = golden_f32(g, "loss"), *want_norm = golden_f32(g, "grad_norm");
+    float *want_loss = golden_f32(g, "loss", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
     fixture(p, sizeof p, "lcd/eps-huber/input.mpk");
     frame_reader *r = frame_reader_open(p, err);
     CHECKF(r, "%s", err);
@@ -117,7 +84,7 @@ TEST(lora_golden_steps) {
             char key[64];
             snprintf(key, sizeof key, "lora_delta.%d", step);
             const st_tensor *t = st_find(g, key);
-            float *d = golden_f32(g, key);
+            float *d = golden_f32(g, key, NULL);
             double ue = update_error(&lora.ps, init, d, (size_t)shape_numel(t->ndim, t->shape));
             printf("# lora step %d: adapter update rel err %.3g\n", step, ue);
             CHECKF(ue <= 3e-2, "step %d: adapter update error %.3g", step, ue);
