@@ -83,7 +83,7 @@ $(DEPS_OK): scripts/setup-deps
 	@scripts/setup-deps
 	@mkdir -p $(dir $@) && touch $@
 
-$(BUILD)/lib/%.o: lib/%.c | $(DEPS_OK)
+$(BUILD)/lib/%.o: lib/%.c Makefile | $(DEPS_OK)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
 
@@ -96,7 +96,11 @@ $(LIBA): $(LIB_OBJ) $(CU_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-bin/%: bin/%.c $(LIBA) Makefile
+# The programs in bin/ are shared by all configurations: build/.config names
+# the one they were last linked for, and a change relinks them.
+$(shell mkdir -p build; [ "$$(cat build/.config 2>/dev/null)" = "$(BUILD)" ] || echo "$(BUILD)" > build/.config)
+
+bin/%: bin/%.c $(LIBA) Makefile build/.config
 	$(CC) $(CFLAGS) $(LDFLAGS) $< $(LIBA) $(LDLIBS) -o $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(LIBA) Makefile

@@ -12,6 +12,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/lsan_interface.h>
+/* What a fatal error leaves allocated is not a leak: the leak checker looks
+ * at normal exits only. */
+#define FATAL_EXIT_KEEPS_MEMORY() __lsan_disable()
+#else
+#define FATAL_EXIT_KEEPS_MEMORY() ((void)0)
+#endif
+
 const char *lcm_progname = "lcm";
 
 void lcm_init(const char *argv0) {
@@ -31,6 +40,7 @@ void die(const char *fmt, ...) {
     va_start(ap, fmt);
     vmessage(fmt, ap);
     va_end(ap);
+    FATAL_EXIT_KEEPS_MEMORY();
     exit(EXIT_RUNTIME);
 }
 
@@ -40,6 +50,7 @@ void die_usage(const char *fmt, ...) {
     vmessage(fmt, ap);
     va_end(ap);
     fprintf(stderr, "Try '%s --help' for more information.\n", lcm_progname);
+    FATAL_EXIT_KEEPS_MEMORY();
     exit(EXIT_USAGE);
 }
 

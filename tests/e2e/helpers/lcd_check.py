@@ -20,7 +20,9 @@ def weights(folder):
     return {k: v[1].astype(np.float64) for k, v in tensors.items()}
 
 
-def losses(log, golden):
+def losses(log, golden, later_tol="1e-4"):
+    """Step 1 within 1e-4; later steps within later_tol (the SDXL goldens
+    pass 3e-4: see tests/unit/test_lcd_sdxl.c for why)."""
     g, _ = st.read_st(golden)[:2]
     rows = [json.loads(l) for l in open(log)]
     want_loss, want_norm = g["loss"][1], g["grad_norm"][1]
@@ -29,7 +31,7 @@ def losses(log, golden):
     for r, l, n in zip(rows, want_loss, want_norm):
         el, en = abs(r["loss"] - l) / abs(l), abs(r["grad_norm"] - n) / abs(n)
         print(f"step {r['step']}: loss rel err {el:.2g}, grad_norm rel err {en:.2g}")
-        if el > 1e-4 or en > 1e-3:
+        if el > (1e-4 if r["step"] == 1 else float(later_tol)) or en > 1e-3:
             sys.exit("over tolerance")
 
 
