@@ -318,6 +318,7 @@ int main(int argc, char **argv) {
         warn("rank %" PRIu64 " of %" PRIu64 " gets none of the %zu shards", c.opt.rank, c.opt.world, all.n);
 
     atexit(wds_source_cleanup); /* early exits (--limit, closed pipe, errors) stop children */
+    lcm_on_fatal(wds_source_cleanup);
     wds_source_install_signal_cleanup();
     c.w = frame_writer_fdopen(STDOUT_FILENO, "<stdout>");
     c.o = frame_out_new();

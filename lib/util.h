@@ -24,6 +24,9 @@ void lcm_init(const char *argv0);
 void die(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void die_usage(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A function die() and die_usage() run before they exit (e.g. stopping child
+ * processes); one at most. */
+void lcm_on_fatal(void (*fn)(void));
 
 /* Allocation that never returns NULL: out of memory is fatal. */
 void *xmalloc(size_t n);
