@@ -1,8 +1,9 @@
-/* bench_lcd - one LCD optimizer step on the CPU backend for tests/bench/
- * run-lcd, which runs the same step written with PyTorch + diffusers
- * (bench_lcd.py, the golden_lcd.py math) beside it. Prints one JSON line.
+/* bench_lcd - one LCD optimizer step for tests/bench/run-lcd (CPU) and
+ * run-lcd-gpu (CUDA), which run the same step written with PyTorch +
+ * diffusers (bench_lcd.py, the golden_lcd.py math) beside it. Prints one
+ * JSON line.
  *
- *   bench_lcd TEACHER_UNET BATCH LATENT_SIDE REPS
+ *   bench_lcd TEACHER_UNET BATCH LATENT_SIDE REPS [BACKEND]
  *
  * The teacher is a UNet folder; the student is the teacher plus a fresh
  * 256-wide w-embedding input (time_cond_proj_dim), the target a copy of
@@ -28,26 +29,29 @@ static float *normal(rng *r, size_t n) {
     return x;
 }
 
-static void load_models(const char *dir, unet_model *teacher, unet_model *student, unet_model *target) {
+static void load_models(const char *dir, const backend *be, unet_model *teacher, unet_model *student,
+                        unet_model *target) {
     char err[LCM_ERRLEN];
-    if (unet_load(teacher, dir, backend_cpu(), 0, err)) die("%s", err);
+    if (unet_load(teacher, dir, be, 0, err)) die("%s", err);
     unet_config cfg = teacher->cfg;
     cfg.json = cJSON_Duplicate(teacher->cfg.json, 1);
     if (unet_config_set_int(&cfg, "time_cond_proj_dim", 256, err)) die("%s", err);
-    if (unet_from_config(student, &cfg, backend_cpu(), 1, 0, err)) die("%s", err);
+    if (unet_from_config(student, &cfg, be, 1, 0, err)) die("%s", err);
     unet_config_free(&cfg);
     unet_copy_params(student, teacher, NULL, 0);
-    if (unet_from_config(target, &student->cfg, backend_cpu(), 0, 0, err)) die("%s", err);
+    if (unet_from_config(target, &student->cfg, be, 0, 0, err)) die("%s", err);
     unet_copy_params(target, student, NULL, 0);
 }
 
 int main(int argc, char **argv) {
     lcm_init(argv[0]);
-    if (argc < 5) die_usage("usage: bench_lcd TEACHER_UNET BATCH LATENT_SIDE REPS");
+    if (argc < 5) die_usage("usage: bench_lcd TEACHER_UNET BATCH LATENT_SIDE REPS [cpu|cuda]");
     int B = atoi(argv[2]), S = atoi(argv[3]), reps = atoi(argv[4]);
     char err[LCM_ERRLEN];
+    const backend *be = backend_by_name(argc > 5 ? argv[5] : "cpu", err);
+    if (!be) die("%s", err);
     unet_model teacher, student, target;
-    load_models(argv[1], &teacher, &student, &target);
+    load_models(argv[1], be, &teacher, &student, &target);
     noise_schedule ns;
     if (schedule_make(&ns, 1000, 0.00085, 0.012, "scaled_linear", err)) die("%s", err);
     lcd_config cfg = {.num_ddim_timesteps = 50, .w_min = 5, .w_max = 15, .timestep_scaling = 10, .loss = LOSS_PSEUDO_HUBER,
@@ -71,6 +75,7 @@ int main(int argc, char **argv) {
         double t0 = now_seconds();
         loss = lcd_micro_step(&tr, &b, 1.0f, NULL);
         lcd_apply_update(&tr, &opt, 1e-6f, 1.0f, 0.95f);
+        be->synchronize();
         double t = now_seconds() - t0;
         if (it && t < best) best = t;
     }
