@@ -31,7 +31,11 @@ PKGS      := msgpack libarchive libcurl libwebp libwebpdemux libpng zlib libcjso
 BLAS_DIR  := /usr/lib/x86_64-linux-gnu/openblas-openmp
 BLAS_PC   := PKG_CONFIG_PATH=$(BLAS_DIR)/pkgconfig
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null) $(shell $(BLAS_PC) pkg-config --cflags openblas 2>/dev/null)
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -ljpeg \
+# JPEG_LIBS names the library file where two libjpeg ABIs sit side by side
+# (scripts/gpu-check: the carried jpeg62 headers must link the carried
+# libjpeg.so.62, not the system's libjpeg.so.8).
+JPEG_LIBS ?= -ljpeg
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) $(JPEG_LIBS) \
              $(shell $(BLAS_PC) pkg-config --libs openblas 2>/dev/null) -Wl,-rpath,$(BLAS_DIR)
 
 WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter

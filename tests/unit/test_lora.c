@@ -22,6 +22,21 @@ static char top[900];
 
 static void fixture(char *buf, size_t n, const char *rel) { snprintf(buf, n, "%s/tests/fixtures/%s", top, rel); }
 
+/* A host copy of a store's values (on CUDA they live on the device). */
+static float *host_values(const params *ps) {
+    float *v = xmalloc(ps->total * 4);
+    tensor all = params_values(ps);
+    tensor_to_host(&all, v);
+    return v;
+}
+
+/* Device-side tensors for the forward pass, filled from host arrays. */
+static tensor *device_copy(const backend *be, int ndim, const int64_t *shape, const float *host) {
+    tensor *t = tensor_new(be, DT_F32, ndim, shape);
+    tensor_from_host(t, host);
+    return t;
+}
+
 TEST(lora_golden_steps) {
     char p[1024], err[LCM_ERRLEN];
     fixture(p, sizeof p, "lora/eps-huber/golden.safetensors");
@@ -36,8 +51,7 @@ TEST(lora_golden_steps) {
     fixture(p, sizeof p, "lora/init/" UNET_LORA_FILE);
     CHECKF(unet_lora_load(&lora, p, err) == 0, "%s", err);
     student.lora = &lora;
-    float *init = xmalloc(lora.ps.total * 4);
-    memcpy(init, lora.ps.data, lora.ps.total * 4);
+    float *init = host_values(&lora.ps);
 
     noise_schedule ns;
     fixture(p, sizeof p, "lcd/teacher/scheduler/scheduler_config.json");
@@ -113,16 +127,15 @@ TEST(lora_fresh_init_is_identity) {
     CHECKF(unet_lora_create(&lora, &m, 3, 3.0f, 0, 7, err) == 0, "%s", err);
     CHECK(lora.scale == 1.0f);
     int convs = 0;
+    float *values = host_values(&lora.ps);
     for (int i = 0; i < lora.n; i++) {
         const param *a = lora.mods[i].a, *b = lora.mods[i].b;
         int64_t n = tensor_numel(&a->value);
+        const float *va = values + a->offset, *vb = values + b->offset;
         float bound = 1.0f / sqrtf((float)(n / a->value.shape[0])), lo = 1, hi = -1;
-        for (int64_t j = 0; j < n; j++) {
-            float v = ((float *)a->value.data)[j];
-            lo = fminf(lo, v), hi = fmaxf(hi, v);
-        }
+        for (int64_t j = 0; j < n; j++) lo = fminf(lo, va[j]), hi = fmaxf(hi, va[j]);
         CHECKF(lo >= -bound && hi <= bound && hi > lo, "%s: lora_A outside +-%g", a->name, bound);
-        for (int64_t j = 0; j < tensor_numel(&b->value); j++) CHECK(((float *)b->value.data)[j] == 0.0f);
+        for (int64_t j = 0; j < tensor_numel(&b->value); j++) CHECK(vb[j] == 0.0f);
         convs += a->value.ndim == 4;
     }
     CHECK(convs > 0 && convs < lora.n);
@@ -132,18 +145,25 @@ TEST(lora_fresh_init_is_identity) {
     float x[2 * 4 * 6 * 8], pe[2 * 77 * 32], ts[2] = {999, 19}, o1[2 * 4 * 6 * 8], o2[2 * 4 * 6 * 8];
     for (size_t i = 0; i < sizeof x / 4; i++) x[i] = sinf((float)i);
     for (size_t i = 0; i < sizeof pe / 4; i++) pe[i] = cosf(0.3f * (float)i);
-    tensor xt = tensor_view(NULL, DT_F32, 4, (int64_t[]){2, 4, 6, 8}, x), pt = tensor_view(NULL, DT_F32, 3, (int64_t[]){2, 77, 32}, pe);
-    tensor out1 = tensor_view(NULL, DT_F32, 4, (int64_t[]){2, 4, 6, 8}, o1), out2 = tensor_view(NULL, DT_F32, 4, (int64_t[]){2, 4, 6, 8}, o2);
-    unet_inputs in = {.sample = &xt, .timesteps = ts, .encoder_hidden_states = &pt};
-    unet_forward(&m, in, &out1, 0);
+    const backend *be = m.ps.backend;
+    const int64_t xs[4] = {2, 4, 6, 8}, ps[3] = {2, 77, 32};
+    tensor *xt = device_copy(be, 4, xs, x), *pt = device_copy(be, 3, ps, pe), *out = tensor_new(be, DT_F32, 4, xs);
+    unet_inputs in = {.sample = xt, .timesteps = ts, .encoder_hidden_states = pt};
+    unet_forward(&m, in, out, 0);
+    tensor_to_host(out, o1);
     m.lora = &lora;
-    unet_forward(&m, in, &out2, 0);
+    unet_forward(&m, in, out, 0);
+    tensor_to_host(out, o2);
     CHECK(memcmp(o1, o2, sizeof o1) == 0);
     /* and with lora_B non-zero the output moves */
-    for (size_t j = 0; j < lora.ps.total; j++) lora.ps.data[j] += 0.01f;
-    unet_forward(&m, in, &out2, 0);
+    for (size_t j = 0; j < lora.ps.total; j++) values[j] += 0.01f;
+    tensor all = params_values(&lora.ps);
+    tensor_from_host(&all, values);
+    unet_forward(&m, in, out, 0);
+    tensor_to_host(out, o2);
     CHECK(memcmp(o1, o2, sizeof o1) != 0);
     m.lora = NULL;
+    tensor_free(xt), tensor_free(pt), tensor_free(out), free(values);
     unet_lora_free(&lora);
     unet_free(&m);
 }
@@ -162,7 +182,9 @@ TEST(lora_file_layout) {
     snprintf(out, sizeof out, "/tmp/test_lora.%d.safetensors", (int)getpid());
     CHECKF(unet_lora_save(&a, out, err) == 0, "%s", err);
     CHECKF(unet_lora_load(&b, out, err) == 0, "%s", err);
-    CHECK(memcmp(a.ps.data, b.ps.data, a.ps.total * 4) == 0);
+    float *va = host_values(&a.ps), *vb = host_values(&b.ps);
+    CHECK(memcmp(va, vb, a.ps.total * 4) == 0);
+    free(va), free(vb);
     st_file *ref = st_open(p, err), *mine = st_open(out, err);
     CHECK(ref && mine && st_count(ref) == st_count(mine) && st_count(mine) == a.ps.n);
     for (int i = 0; i < st_count(ref); i++) {

@@ -29,8 +29,21 @@ def tensor(t):
     return np.frombuffer(t["data"], dt).reshape(t["shape"])
 
 
+def as_pillow_9_4(im):
+    """The reference is Pillow 9.4 (shared/spec/data-reference.md): palette
+    indices beyond PLTE are grey (i, i, i), from its default ramp. Later
+    Pillows pad short palettes with black; give them 9.4's ramp."""
+    if im.mode != "P":
+        return im
+    pal = im.getpalette() or []
+    n = len(pal) // 3
+    if n < 256:
+        im.putpalette(pal + [v for i in range(n, 256) for v in (i, i, i)])
+    return im
+
+
 def resized(path, filt, res):
-    im = Image.open(path).convert("RGB")
+    im = as_pillow_9_4(Image.open(path)).convert("RGB")
     w, h = im.size
     short, long_ = min(w, h), max(w, h)
     new_long = int(res * long_ / short)
