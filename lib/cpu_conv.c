@@ -170,8 +170,7 @@ static void forward_task(float *Y, const float *X, const float *W, const float *
         im2col_rows(xn, col, g, p0, p1);
         cols = col, ldcol = ncols;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kn, ncols, crs, 1.0f, W + (int64_t)k0 * crs, crs, cols, ldcol,
-                B ? 1.0f : 0.0f, yb, pq);
+    cpu_gemm_nn(kn, ncols, crs, W + (int64_t)k0 * crs, crs, cols, ldcol, B ? 1.0f : 0.0f, yb, pq);
 }
 
 static void forward_tasks(float *Y, const float *X, const float *W, const float *B, const conv_geom *g, float *scratch) {

@@ -49,6 +49,11 @@ float cpu_exp_shift_sum(float *x, int64_t n, float shift);
  * broadcasts one shift and dsum, step 1 takes one per element. */
 void cpu_softmax_grad(float *p, float *dp, int64_t n, const float *shift, const float *dsum, int64_t step);
 
+/* C[m, n] = beta C + A[m, k] B[k, n], row-major, on the calling thread only
+ * (lib/cpu_gemm.c: an AVX-512 kernel where the CPU has it, else OpenBLAS). */
+void cpu_gemm_nn(int m, int n, int k, const float *A, int lda, const float *B, int ldb, float beta, float *C, int ldc);
+int cpu_gemm_has_avx512(void);
+
 /* Threads that OpenMP loops of this call may use. */
 int cpu_threads(void);
 
