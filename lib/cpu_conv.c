@@ -1,4 +1,4 @@
-/* cpu_conv.c - 2-D convolution as im2col + OpenBLAS GEMM.
+/* cpu_conv.c - 2-D convolution as im2col + GEMM.
  *
  * Per image, the input patches of a band of output rows are unfolded into a
  * [C R S, rows Q] matrix in the workspace (bands keep it under WORKSPACE_FLOATS
@@ -6,7 +6,9 @@
  * band of the output. The backward reuses the unfolding: dW += dY col^T, and
  * dcol = W^T dY folded back (col2im) into dX. A 1x1 stride-1 unpadded conv
  * needs no unfolding at all: the image is its own column matrix. The unfold
- * and fold loops are OpenMP-parallel; the GEMMs use OpenBLAS's threads. */
+ * and fold loops are OpenMP-parallel. The forward's GEMMs run one per task
+ * on one thread (cpu_gemm_nn: our AVX-512 kernel where the CPU has it), the
+ * backward's through OpenBLAS. */
 #include <cblas.h>
 #include <omp.h>
 #include <string.h>
