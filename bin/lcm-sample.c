@@ -14,11 +14,10 @@
 
 #include "backend.h"
 #include "cli.h"
-#include "clip_text.h"
-#include "clip_tokenizer.h"
 #include "frame.h"
 #include "json.h"
 #include "png_write.h"
+#include "prompt_encoder.h"
 #include "sampler.h"
 #include "unet_lora.h"
 #include "util.h"
@@ -271,15 +270,6 @@ static options parse_args(int argc, char **argv) {
 
 /* ---- models ---- */
 
-/* The pipeline's text encoder(s): SD's one (last hidden state), or SDXL's
- * two (penultimate hidden states side by side; the pooled embedding is the
- * second's projected output), as StableDiffusionXLPipeline.encode_prompt. */
-typedef struct text_encoder {
-    clip_tokenizer *tok[2];
-    clip_text_model model[2];
-    int n, loaded, L, D, P;
-} text_encoder;
-
 typedef struct run {
     options opt;
     unet_model unet;
@@ -288,7 +278,8 @@ typedef struct run {
     noise_schedule ns;
     scheduler_extra extra;
     sampler smp;
-    text_encoder te;
+    prompt_encoder te;
+    int te_loaded;
     float *uncond; /* [L, D], under CFG */
     float *uncond_pooled; /* SDXL under CFG: [P] */
     int sdxl, zero_uncond; /* SDXL pipeline; its unconditional embeddings are zeros (force_zeros_for_empty_prompt) */
@@ -303,52 +294,23 @@ typedef struct run {
     double started;
 } run;
 
+/* The pipeline's text encoder(s), loaded when a caption or CFG first needs them. */
 static void load_text_encoder(run *r) {
-    text_encoder *t = &r->te;
-    if (t->loaded) return;
-    static const char *const toks[2] = {"tokenizer", "tokenizer_2"}, *const encs[2] = {"text_encoder", "text_encoder_2"};
+    if (r->te_loaded) return;
     char err[LCM_ERRLEN];
-    t->n = r->sdxl ? 2 : 1, t->D = 0;
-    for (int k = 0; k < t->n; k++) {
-        char *path = path_join(r->opt.model, toks[k]);
-        if (!(t->tok[k] = clip_tokenizer_load(path, err))) die("%s", err);
-        free(path);
-        if (clip_text_load(&t->model[k], r->opt.model, encs[k], r->opt.be, err)) die("%s", err);
-        int L = clip_tokenizer_max_length(t->tok[k]);
-        if (L > t->model[k].cfg.max_positions) die("%s: model_max_length %d exceeds %s's %d positions", r->opt.model, L, encs[k], t->model[k].cfg.max_positions);
-        if (k && L != t->L) die("%s: the two tokenizers differ in length (%d, %d)", r->opt.model, t->L, L);
-        t->L = L, t->D += t->model[k].cfg.hidden_size;
-    }
+    prompt_encoder *t = &r->te;
+    if (prompt_encoder_load(t, r->opt.model, r->sdxl, r->opt.be, err)) die("%s", err);
     if (t->D != r->D) die("%s: the text encoder width %d is not the UNet's cross_attention_dim %d", r->opt.model, t->D, r->D);
-    if (r->sdxl && t->model[1].cfg.projection_dim != r->P)
-        die("%s: text_encoder_2's projection_dim %d is not the UNet's pooled width %d", r->opt.model, t->model[1].cfg.projection_dim, r->P);
-    t->loaded = 1;
+    if (r->sdxl && t->P != r->P)
+        die("%s: text_encoder_2's projection_dim %d is not the UNet's pooled width %d", r->opt.model, t->P, r->P);
+    r->te_loaded = 1;
 }
 
 /* One caption's embedding into out [L, D] and, for SDXL, pooled [P]. */
 static void encode_text(run *r, const char *text, size_t len, float *out, float *pooled, uint64_t record) {
     load_text_encoder(r);
-    text_encoder *t = &r->te;
     char err[LCM_ERRLEN];
-    int32_t ids32[1024];
-    int64_t ids[1024];
-    int col = 0;
-    for (int k = 0; k < t->n; k++) {
-        int D = t->model[k].cfg.hidden_size;
-        if (clip_encode(t->tok[k], text, len, ids32, err) < 0) die("record %llu: %s", (unsigned long long)record, err);
-        for (int j = 0; j < t->L; j++) ids[j] = ids32[j];
-        tensor *hidden = tensor_new(r->opt.be, DT_F32, 3, (int64_t[]){1, t->L, D});
-        tensor *proj = k == 1 ? tensor_new(r->opt.be, DT_F32, 2, (int64_t[]){1, r->P}) : NULL;
-        clip_text_out o = t->n == 1 ? (clip_text_out){.last_hidden_state = hidden} : (clip_text_out){.penultimate = hidden, .text_embeds = proj};
-        clip_text_forward(&t->model[k], ids, 1, t->L, o);
-        float *seq = xmalloc(sizeof(float) * (size_t)t->L * D);
-        tensor_to_host(hidden, seq);
-        for (int j = 0; j < t->L; j++) memcpy(out + (size_t)j * t->D + col, seq + (size_t)j * D, sizeof(float) * (size_t)D);
-        if (proj) tensor_to_host(proj, pooled);
-        free(seq);
-        tensor_free(hidden), tensor_free(proj);
-        col += D;
-    }
+    if (prompt_encoder_encode(&r->te, text, len, out, pooled, err)) die("record %llu: %s", (unsigned long long)record, err);
 }
 
 /* StableDiffusionXLPipeline's force_zeros_for_empty_prompt (model_index.json;
@@ -779,7 +741,7 @@ int main(int argc, char **argv) {
     sampler_free(&r.smp);
     unet_free(&r.unet), vae_free(&r.vae);
     if (o->lora) unet_lora_free(&r.lora);
-    for (int k = 0; r.te.loaded && k < r.te.n; k++) clip_tokenizer_free(r.te.tok[k]), clip_text_free(&r.te.model[k]);
+    if (r.te_loaded) prompt_encoder_free(&r.te);
     free(r.uncond), free(r.uncond_pooled), free(r.grid), free(bt.items), free(o->prompts);
     return EXIT_OK;
 }

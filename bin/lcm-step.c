@@ -250,7 +250,7 @@ static float *uncond_embedding(int *len, int *dim) {
         return u;
     }
     static const char *const empty[1] = {""};
-    float *u = text_embed(opt.teacher, empty, 1, len, dim, err);
+    float *u = text_embed(opt.teacher, 0, empty, 1, len, dim, NULL, NULL, err);
     if (!u) die("%s (or give --uncond_embeds)", err);
     return u;
 }
@@ -399,19 +399,15 @@ static void validate(run *r) {
         char err[LCM_ERRLEN], dir[4096], png[4200];
         snprintf(dir, sizeof dir, "%s/validation", opt.output_dir);
         snprintf(png, sizeof png, "%s/step-%lld.png", dir, (long long)r->step);
-        if (mkdir_p(dir, err) || validation_run(&r->val, &r->student, &r->target, png, err)) die("validation: %s", err);
+        if (mkdir_p(dir, err) || validation_run(&r->val, &r->student, opt.lora ? NULL : &r->target, png, err)) die("validation: %s", err);
     }
     dist_barrier(&r->d);
 }
 
 static void setup_validation(run *r) {
     if (opt.validation_steps <= 0) return;
-    if (opt.lora || r->tr.cfg.sdxl) { /* the sampler has neither adapters nor SDXL's conditioning yet */
-        warn("no validation images in %s mode yet", opt.lora ? "LoRA" : "SDXL");
-        return;
-    }
     char err[LCM_ERRLEN];
-    if (validation_init(&r->val, opt.teacher, opt.validation_prompts, (int)opt.validation_images, &r->student,
+    if (validation_init(&r->val, opt.teacher, opt.validation_prompts, (int)opt.validation_images, &r->student, opt.lora != 0,
                         (uint64_t)opt.seed, r->be, err)) {
         if (opt.validation_prompts) die("validation: %s", err);
         if (r->d.rank == 0) warn("no validation images: %s", err);

@@ -36,7 +36,7 @@ static char **read_prompts(const char *path, int *n, char *err) {
 }
 
 int validation_init(validation *v, const char *teacher, const char *prompts_file, int per_prompt, const unet_model *unet,
-                    uint64_t seed, const backend *be, char *err) {
+                    int lora, uint64_t seed, const backend *be, char *err) {
     memset(v, 0, sizeof *v);
     char **owned = NULL;
     const char *const *prompts = validation_default_prompts;
@@ -45,7 +45,9 @@ int validation_init(validation *v, const char *teacher, const char *prompts_file
         if (!(owned = read_prompts(prompts_file, &n, err)) || !n) return -1;
         prompts = (const char *const *)owned;
     }
-    v->embeds = text_embed(teacher, prompts, n, &v->L, &v->D, err);
+    int sdxl = unet->cfg.text_time;
+    v->guidance = sdxl ? (lora ? 0.0 : 5.0) : (lora ? 1.0 : 7.5);
+    v->embeds = text_embed(teacher, sdxl, prompts, n, &v->L, &v->D, sdxl ? &v->pooled : NULL, &v->P, err);
     for (int i = 0; owned && i < n; i++) free(owned[i]);
     free(owned);
     if (!v->embeds) return -1;
@@ -62,7 +64,7 @@ int validation_init(validation *v, const char *teacher, const char *prompts_file
 
 int validation_run(validation *v, unet_model *online, unet_model *target, const char *png, char *err) {
     int f = vae_factor(&v->vae), H = v->h * f, W = v->w * f, C = online->cfg.in_channels;
-    int per = v->per_prompt, rows = 2 * v->n_prompts;
+    int per = v->per_prompt, models = target ? 2 : 1, rows = models * v->n_prompts;
     size_t lat = (size_t)C * v->h * v->w;
     unsigned char *grid = xcalloc((size_t)rows * H * per * W * 3, 1), *rgb = xmalloc((size_t)H * W * 3);
     float *latents = xmalloc(sizeof(float) * lat * (size_t)per), *images = xmalloc(sizeof(float) * (size_t)(3 * H * W * per));
@@ -70,14 +72,18 @@ int validation_run(validation *v, unet_model *online, unet_model *target, const 
     rng *gens = xcalloc((size_t)per, sizeof *gens);
     scheduler_options so = {.kind = SAMPLER_LCM, .num_inference_steps = 4, .strength = 1.0f};
     int rc = 0;
-    for (int m = 0; m < 2 && !rc; m++) {
+    for (int m = 0; m < models && !rc; m++) {
         sampler s;
-        if (sampler_init(&s, m ? target : online, &v->vae, &v->ns, &v->extra, &so, 7.5, v->h, v->w, err)) { rc = -1; break; }
+        if (sampler_init(&s, m ? target : online, &v->vae, &v->ns, &v->extra, &so, v->guidance, v->h, v->w, err)) {
+            rc = -1;
+            break;
+        }
         for (int p = 0; p < v->n_prompts; p++) {
             for (int i = 0; i < per; i++) {
                 rng_seed(&gens[i], v->seed, (uint64_t)(p * per + i)); /* the same noise for both models */
                 rng_normal_fill(&gens[i], latents + i * lat, lat);
-                jobs[i] = (sample_job){.prompt_embeds = v->embeds + (size_t)p * v->L * v->D, .latent = latents + i * lat, .gen = &gens[i]};
+                jobs[i] = (sample_job){.prompt_embeds = v->embeds + (size_t)p * v->L * v->D, .latent = latents + i * lat,
+                                       .pooled = v->pooled ? v->pooled + (size_t)p * v->P : NULL, .gen = &gens[i]};
             }
             sampler_run(&s, jobs, per, v->L, NULL, NULL, NULL);
             sampler_decode(&s, per, latents, images);
@@ -91,7 +97,10 @@ int validation_run(validation *v, unet_model *online, unet_model *target, const 
         sampler_free(&s);
     }
     if (!rc) {
-        const char *text[2] = {"Comment", "lcm-step validation: rows = online then target, one per prompt; 4 LCM steps, guidance 7.5"};
+        char comment[200];
+        snprintf(comment, sizeof comment, "lcm-step validation: rows = %s, one per prompt; 4 LCM steps, guidance %.1f",
+                 target ? "online then target" : "the student with its adapters", v->guidance);
+        const char *text[2] = {"Comment", comment};
         rc = png_write_rgb(png, grid, per * W, rows * H, text, 1, err);
     }
     free(grid), free(rgb), free(latents), free(images), free(jobs), free(gens);
@@ -99,7 +108,7 @@ int validation_run(validation *v, unet_model *online, unet_model *target, const 
 }
 
 void validation_free(validation *v) {
-    free(v->embeds);
+    free(v->embeds), free(v->pooled);
     if (v->vae.ps.n) vae_free(&v->vae);
     memset(v, 0, sizeof *v);
 }

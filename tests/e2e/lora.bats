@@ -61,3 +61,29 @@ setup() {
     run lcm-step "${COMMON[@]}" --lora-rank 0 --output_dir "$T/o" < /dev/null
     assert_failure 2
 }
+
+# The grid is the student with its adapters, one row per prompt (no target in
+# LoRA mode), guidance 1 as the reference's LoRA script: the same pixels as
+# lcm-sample with the saved adapters, the same seed and noise streams.
+@test "LoRA: --validation_steps samples the student with its adapters (as lcm-sample --lora)" {
+    printf 'a photo of a cat\nan oil painting\n' > "$T/prompts.txt"
+    lcm-step "${COMMON[@]}" --init_lora "$INIT" --lora_rank 4 --lora_alpha 8 --max_train_steps 2 --seed 5 \
+        --validation_steps 2 --validation_prompts "$T/prompts.txt" --validation_images_per_prompt 3 \
+        --output_dir "$T/out" < "$LCD/eps-huber/input.mpk" 2> "$T/err"
+    run grep -c "no validation" "$T/err"
+    assert_output 0
+    lcm-sample --pretrained_model "$LCD/teacher" --lora "$T/out/pytorch_lora_weights.safetensors" \
+        --prompt_file "$T/prompts.txt" --num_images_per_prompt 3 --guidance_scale 1 --seed 5 \
+        --output "$T/s-%d.png" --grid 3x2 --grid_output "$T/grid.png"
+    # and without the adapters the images differ
+    lcm-sample --pretrained_model "$LCD/teacher" --scheduler lcm --prompt_file "$T/prompts.txt" \
+        --num_images_per_prompt 3 --guidance_scale 1 --seed 5 --output "$T/b-%d.png" --grid 3x2 --grid_output "$T/base.png" 2>/dev/null
+    run /usr/bin/python3 -c "
+import numpy as np
+from PIL import Image
+load = lambda p: np.asarray(Image.open(p).convert('RGB')).astype(int)
+v, s, b = load('$T/out/validation/step-2.png'), load('$T/grid.png'), load('$T/base.png')
+print(v.shape, s.shape, np.abs(v - s).max() if v.shape == s.shape else 'shapes differ', v.std() > 1, np.abs(v - b).max() > 0)"
+    assert_success
+    assert_output "(32, 48, 3) (32, 48, 3) 0 True True"
+}

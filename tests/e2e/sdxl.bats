@@ -82,3 +82,29 @@ setup() {
     assert_failure 2
     assert_output --partial "zeros"
 }
+
+# SDXL validation as the reference's SDXL script: online rows then target
+# rows, guidance 5 (the w-embedding of 4); each half is what lcm-sample gives
+# with that UNet, the same seed and noise streams, pooled embeddings and
+# time ids.
+@test "lcm-step SDXL: --validation_steps samples online and target (as lcm-sample --unet)" {
+    printf 'a photo of a cat\nan oil painting\n' > "$T/prompts.txt"
+    lcm-step "${COMMON[@]}" --loss_type huber --max_train_steps 2 --seed 3 --validation_steps 2 \
+        --validation_prompts "$T/prompts.txt" --validation_images_per_prompt 2 --output_dir "$T/out" \
+        < "$SX/eps-huber/input.mpk" 2> "$T/err"
+    run grep -c "no validation" "$T/err"
+    assert_output 0
+    for m in unet unet_target; do
+        lcm-sample --pretrained_model "$SX/teacher" --unet "$T/out/$m" --prompt_file "$T/prompts.txt" \
+            --num_images_per_prompt 2 --seed 3 --output "$T/$m-%d.png" --grid 2x2 --grid_output "$T/$m.png"
+    done
+    run /usr/bin/python3 -c "
+import numpy as np
+from PIL import Image
+load = lambda p: np.asarray(Image.open(p).convert('RGB')).astype(int)
+v, on, ta = load('$T/out/validation/step-2.png'), load('$T/unet.png'), load('$T/unet_target.png')
+h = v.shape[0] // 2
+print(v.shape, on.shape, np.abs(v[:h] - on).max(), np.abs(v[h:] - ta).max(), v.std() > 1)"
+    assert_success
+    assert_output --regexp "^\([0-9]+, [0-9]+, 3\) \([0-9]+, [0-9]+, 3\) 0 0 True$"
+}
