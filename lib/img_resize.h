@@ -18,6 +18,13 @@ const char *resample_filter_name(resample_filter f);
 /* Resizes in to out_w x out_h into *out (malloc'ed). Same size: a copy. */
 void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out);
 
+/* The rw x rh region at (x0, y0) of img_resize(in, out_w, out_h, f), into
+ * *out (malloc'ed), computing only the pixels of that region (and the
+ * intermediate rows they read); bit for bit the same as resizing whole and
+ * cropping. The region must lie inside out_w x out_h. */
+void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
+                       rgb_image *out);
+
 /* torchvision's Resize(R) size rule for an int size: the shorter side becomes
  * R, the longer int(R * long / short). */
 void resize_target(int w, int h, int r, int *out_w, int *out_h);
