@@ -13,9 +13,20 @@
 #include <string.h>
 
 #include "img_resize.h"
+#include "resample_passes.h"
 #include "util.h"
 
-#define PRECISION_BITS 22
+#define PRECISION_BITS RESAMPLE_PRECISION_BITS
+
+/* Cleared by img_resize_simd(0), for tests of the C passes. */
+static int simd_allowed = 1;
+
+int img_resize_simd(int enable) {
+    simd_allowed = enable;
+    return enable && resample_avx2_supported();
+}
+
+static int use_avx2(void) { return simd_allowed && resample_avx2_supported(); }
 
 static double box_kernel(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
 
@@ -81,20 +92,14 @@ void resize_target(int w, int h, int r, int *out_w, int *out_h) {
     else *out_w = new_long, *out_h = r;
 }
 
-/* The taps of one axis for outputs [out0, out0 + n): for the i-th of them,
- * `count[i]` input pixels from `first[i]`, with fixed-point weights at
- * weights[i * ksize]. Each output's taps depend only on its own index, so a
- * range gives the same numbers as the whole axis. */
-typedef struct taps {
-    int ksize;
-    int *first, *count;
-    int32_t *weights;
-} taps;
 
 static void taps_free(taps *t) {
     free(t->first), free(t->count), free(t->weights);
 }
 
+/* The taps (resample_passes.h) of outputs [out0, out0 + n) of one axis.
+ * Each output's taps depend only on its own index, so a range gives the same
+ * numbers as the whole axis. */
 static taps precompute_taps(int in_size, int out_size, int out0, int n, kernel k) {
     double scale = (double)(float)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -136,6 +141,10 @@ static uint8_t clip8(int32_t acc) {
 
 /* Horizontal pass over `rows` rows of src starting at row `row0`. */
 static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
+    if (use_avx2()) {
+        resample_horizontal_avx2(src, row0, rows, t, dst);
+        return;
+    }
     for (int y = 0; y < rows; y++) {
         const uint8_t *in = src->pix + (size_t)(y + row0) * (size_t)src->width * 3;
         uint8_t *out = dst->pix + (size_t)y * (size_t)dst->width * 3;
@@ -152,6 +161,10 @@ static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps
 /* Vertical pass over src's columns from col0 (dst->width of them); tap rows
  * are relative to src's first row minus row0. */
 static void pass_vertical(const rgb_image *src, int row0, int col0, const taps *t, rgb_image *dst) {
+    if (use_avx2()) {
+        resample_vertical_avx2(src, row0, col0, t, dst);
+        return;
+    }
     size_t stride = (size_t)src->width * 3, width = (size_t)dst->width * 3;
     for (int y = 0; y < dst->height; y++) {
         const int32_t *k = t->weights + (size_t)y * (size_t)t->ksize;

@@ -25,6 +25,12 @@ void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rg
 void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
                        rgb_image *out);
 
+/* The convolution passes run with AVX2 where the CPU has it (same bytes as
+ * the C passes). img_resize_simd(0) makes every later resize use the C passes,
+ * img_resize_simd(1) allows AVX2 again (tests; not thread-safe). Returns 1 if
+ * the AVX2 passes will be used. */
+int img_resize_simd(int enable);
+
 /* torchvision's Resize(R) size rule for an int size: the shorter side becomes
  * R, the longer int(R * long / short). */
 void resize_target(int w, int h, int r, int *out_w, int *out_h);

@@ -1,6 +1,8 @@
 /* test_img_resize.c - the crop-aware resize against resizing whole and
- * cropping, on random images with every filter, up- and down-scaling and odd
- * sizes. (Exactness against PIL itself is tested in tests/e2e/img-prep.bats.) */
+ * cropping, and the AVX2 passes against the C passes, on random images with
+ * every filter, up- and down-scaling and odd sizes. (Exactness against PIL
+ * itself is tested in tests/e2e/img-prep.bats, with whichever passes the CPU
+ * runs.) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,6 +32,7 @@ static rgb_image random_image(int w, int h) {
 static const int size_cases[][4] = {
     {97, 61, 40, 25}, {40, 25, 97, 61}, {50, 51, 50, 20}, {53, 50, 20, 50}, {1, 3, 7, 2},  {300, 199, 117, 77},
     {31, 77, 90, 13}, {64, 64, 64, 64}, {7, 5, 3, 2},     {130, 67, 129, 66}, {9, 200, 5, 31},
+    {641, 480, 117, 88}, {333, 500, 256, 385}, {700, 93, 700, 50}, {90, 700, 51, 700}, {1000, 751, 683, 512},
 };
 
 static int region_matches(const rgb_image *in, int ow, int oh, resample_filter f, int x0, int y0, int rw, int rh) {
@@ -72,7 +75,65 @@ TEST(region_equals_whole_resize_then_crop) {
     }
 }
 
+static int same_image(const rgb_image *a, const rgb_image *b) {
+    return a->width == b->width && a->height == b->height &&
+           !memcmp(a->pix, b->pix, (size_t)a->width * (size_t)a->height * 3);
+}
+
+TEST(simd_passes_equal_c_passes) {
+    for (size_t s = 0; s < sizeof size_cases / sizeof *size_cases; s++) {
+        const int *c = size_cases[s];
+        rgb_image in = random_image(c[0], c[1]);
+        for (int f = RESAMPLE_BOX; f <= RESAMPLE_LANCZOS; f++) {
+            /* the whole image, and a region off the corner */
+            int x0 = c[2] / 5, y0 = c[3] / 7;
+            rgb_image simd, plain, simd_part, plain_part;
+            img_resize_simd(1);
+            img_resize(&in, c[2], c[3], (resample_filter)f, &simd);
+            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, &simd_part);
+            img_resize_simd(0);
+            img_resize(&in, c[2], c[3], (resample_filter)f, &plain);
+            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, &plain_part);
+            img_resize_simd(1);
+            int same = same_image(&simd, &plain), same_part = same_image(&simd_part, &plain_part);
+            rgb_image_free(&simd), rgb_image_free(&plain), rgb_image_free(&simd_part), rgb_image_free(&plain_part);
+            CHECKF(same && same_part, "%s %dx%d->%dx%d: AVX2 and C passes differ (%s)",
+                   resample_filter_name((resample_filter)f), c[0], c[1], c[2], c[3], same ? "region" : "whole");
+        }
+        rgb_image_free(&in);
+    }
+}
+
+/* Blocks of 0 and 255: at their edges lanczos' and bicubic's negative lobes
+ * drive sums below 0 and above 255 << 22, which both passes must clip alike. */
+TEST(simd_passes_clip_like_c_passes) {
+    rgb_image in = {67, 45, calloc(67 * 45, 3)};
+    for (int i = 0; i < 67 * 45 * 3; i++) in.pix[i] = ((i / 3 % 67) / 5 + i / 201 / 4) % 2 ? 255 : 0;
+    for (int f = RESAMPLE_BILINEAR; f <= RESAMPLE_LANCZOS; f++) {
+        const int outs[][2] = {{160, 99}, {33, 22}, {67, 130}, {20, 45}};
+        for (int o = 0; o < 4; o++) {
+            rgb_image a, b;
+            img_resize_simd(1);
+            img_resize(&in, outs[o][0], outs[o][1], (resample_filter)f, &a);
+            img_resize_simd(0);
+            img_resize(&in, outs[o][0], outs[o][1], (resample_filter)f, &b);
+            img_resize_simd(1);
+            int same = same_image(&a, &b);
+            rgb_image_free(&a), rgb_image_free(&b);
+            CHECKF(same, "%s 67x45->%dx%d", resample_filter_name((resample_filter)f), outs[o][0], outs[o][1]);
+        }
+    }
+    rgb_image_free(&in);
+}
+
 int main(void) {
     RUN(region_equals_whole_resize_then_crop);
+    if (img_resize_simd(1)) {
+        RUN(simd_passes_equal_c_passes);
+        RUN(simd_passes_clip_like_c_passes);
+    } else {
+        SKIP(simd_passes_equal_c_passes, "no AVX2 on this CPU");
+        SKIP(simd_passes_clip_like_c_passes, "no AVX2 on this CPU");
+    }
     TEST_EXIT();
 }
