@@ -2,14 +2,23 @@
 #include "img_prep_avx2.h"
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 #define AVX2 __attribute__((target("avx2")))
 #define AVX2_F16C __attribute__((target("avx2,f16c")))
 
+/* F16C from CPUID leaf 1 (clang's __builtin_cpu_supports does not know it);
+ * every CPU with AVX2 and an OS that saves its registers has passed the
+ * avx2 check first. */
+static int has_f16c(void) {
+    unsigned a, b, c, d;
+    return __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C);
+}
+
 int tensor_row_avx2_supported(int f16) {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && (!f16 || __builtin_cpu_supports("f16c"));
+    return __builtin_cpu_supports("avx2") && (!f16 || has_f16c());
 }
 
 /* 12 bytes at p; never reads past them. */
