@@ -10,6 +10,7 @@
  * ring; workers transform slots in parallel; a writer thread emits them in
  * input order. Each sample's random numbers come from its own generator
  * seeded by (seed, record index), so output is the same for any --threads. */
+#include <fcntl.h>
 #include <getopt.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -349,7 +350,19 @@ static void print_summary(const pipeline *p) {
          (unsigned long long)skipped, detail);
 }
 
+/* Each record carries a 3 MB tensor at 512 x 512 in f32: a 1 MiB pipe (the
+ * default limit for unprivileged users) instead of 64 KiB takes 16 times fewer
+ * wake-ups of this process and its neighbours. Not a pipe, or not allowed:
+ * nothing changes. */
+static void widen_pipe(int fd) {
+#ifdef F_SETPIPE_SZ
+    int old = fcntl(fd, F_GETPIPE_SZ);
+    if (old > 0 && old < (1 << 20)) (void)fcntl(fd, F_SETPIPE_SZ, 1 << 20);
+#endif
+}
+
 static void run(const options *opt) {
+    widen_pipe(0), widen_pipe(1);
     pipeline p;
     memset(&p, 0, sizeof p);
     p.opt = opt;
