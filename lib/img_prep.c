@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "img_prep.h"
+#include "img_prep_avx2.h"
 
 /* splitmix64: a well-mixed 64-bit generator whose state can be set from any
  * seed, so that (seed, index) pairs give independent streams. */
@@ -48,20 +49,43 @@ float normalized_level(uint8_t v) {
     return (x - 0.5f) / 0.5f;
 }
 
+/* Cleared by img_prep_simd(0), for tests of the C conversion. */
+static int simd_allowed = 1;
+
+int img_prep_simd(int enable) {
+    simd_allowed = enable;
+    return enable && tensor_row_avx2_supported(0);
+}
+
+/* Output pixels [x0, res) of one row, through the table. */
+static void row_to_planes_c(const uint8_t *row, int res, int flip, int x0, const float *lut, dtype_id dtype,
+                            void *dst, size_t at, size_t plane) {
+    for (int x = x0; x < res; x++) {
+        const uint8_t *px = row + 3 * (size_t)(flip ? res - 1 - x : x);
+        for (int c = 0; c < 3; c++) {
+            float v = lut[px[c]];
+            if (dtype == DT_F16) ((uint16_t *)dst)[c * plane + at + (size_t)x] = f32_to_f16(v);
+            else ((float *)dst)[c * plane + at + (size_t)x] = v;
+        }
+    }
+}
+
 void crop_to_tensor(const rgb_image *im, const crop_plan *plan, int res, dtype_id dtype, void *dst) {
     float lut[256];
     for (int v = 0; v < 256; v++) lut[v] = normalized_level((uint8_t)v);
     size_t plane = (size_t)res * (size_t)res;
+    int simd = simd_allowed && tensor_row_avx2_supported(dtype == DT_F16);
     for (int y = 0; y < res; y++) {
         const uint8_t *row = im->pix + ((size_t)(plan->top + y) * (size_t)im->width + (size_t)plan->left) * 3;
-        for (int x = 0; x < res; x++) {
-            const uint8_t *px = row + 3 * (size_t)(plan->flip ? res - 1 - x : x);
-            size_t at = (size_t)y * (size_t)res + (size_t)x;
-            for (int c = 0; c < 3; c++) {
-                float v = lut[px[c]];
-                if (dtype == DT_F16) ((uint16_t *)dst)[c * plane + at] = f32_to_f16(v);
-                else ((float *)dst)[c * plane + at] = v;
-            }
+        size_t at = (size_t)y * (size_t)res;
+        int done = 0;
+        if (simd && dtype == DT_F16) {
+            uint16_t *d = dst;
+            done = tensor_row_avx2_f16(row, res, plan->flip, d + at, d + plane + at, d + 2 * plane + at);
+        } else if (simd) {
+            float *d = dst;
+            done = tensor_row_avx2_f32(row, res, plan->flip, d + at, d + plane + at, d + 2 * plane + at);
         }
+        row_to_planes_c(row, res, plan->flip, done, lut, dtype, dst, at, plane);
     }
 }

@@ -37,6 +37,12 @@ crop_plan plan_crop(int w, int h, int res, int center, int flip_wanted, sample_r
  * normalize([0.5],[0.5]): (v/255 - 0.5)/0.5 in float32. */
 void crop_to_tensor(const rgb_image *im, const crop_plan *plan, int res, dtype_id dtype, void *dst);
 
+/* The conversion runs with AVX2 where the CPU has it (the same values).
+ * img_prep_simd(0) makes later conversions use plain C, img_prep_simd(1)
+ * allows AVX2 again (tests; not thread-safe). Returns 1 if AVX2 will be used
+ * (for f32). */
+int img_prep_simd(int enable);
+
 /* The float32 value a byte v becomes, bit for bit as torch computes it. */
 float normalized_level(uint8_t v);
 

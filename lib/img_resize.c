@@ -13,9 +13,20 @@
 #include <string.h>
 
 #include "img_resize.h"
+#include "resample_passes.h"
 #include "util.h"
 
-#define PRECISION_BITS 22
+#define PRECISION_BITS RESAMPLE_PRECISION_BITS
+
+/* Cleared by img_resize_simd(0), for tests of the C passes. */
+static int simd_allowed = 1;
+
+int img_resize_simd(int enable) {
+    simd_allowed = enable;
+    return enable && resample_avx2_supported();
+}
+
+static int use_avx2(void) { return simd_allowed && resample_avx2_supported(); }
 
 static double box_kernel(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
 
@@ -81,30 +92,26 @@ void resize_target(int w, int h, int r, int *out_w, int *out_h) {
     else *out_w = new_long, *out_h = r;
 }
 
-/* The taps of one axis: for output i, `count[i]` input pixels from `first[i]`,
- * with fixed-point weights at weights[i * ksize]. */
-typedef struct taps {
-    int ksize;
-    int *first, *count;
-    int32_t *weights;
-} taps;
 
 static void taps_free(taps *t) {
     free(t->first), free(t->count), free(t->weights);
 }
 
-static taps precompute_taps(int in_size, int out_size, kernel k) {
+/* The taps (resample_passes.h) of outputs [out0, out0 + n) of one axis.
+ * Each output's taps depend only on its own index, so a range gives the same
+ * numbers as the whole axis. */
+static taps precompute_taps(int in_size, int out_size, int out0, int n, kernel k) {
     double scale = (double)(float)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = k.support * filterscale;
     taps t;
     t.ksize = (int)ceil(support) * 2 + 1;
-    t.first = xmalloc(sizeof(int) * (size_t)out_size);
-    t.count = xmalloc(sizeof(int) * (size_t)out_size);
-    t.weights = xcalloc((size_t)out_size * (size_t)t.ksize, sizeof(int32_t));
+    t.first = xmalloc(sizeof(int) * (size_t)n);
+    t.count = xmalloc(sizeof(int) * (size_t)n);
+    t.weights = xcalloc((size_t)n * (size_t)t.ksize, sizeof(int32_t));
     double *w = xmalloc(sizeof(double) * (size_t)t.ksize);
-    for (int i = 0; i < out_size; i++) {
-        double center = 0.0 + (i + 0.5) * scale;
+    for (int i = 0; i < n; i++) {
+        double center = 0.0 + (out0 + i + 0.5) * scale;
         double ss = 1.0 / filterscale, sum = 0.0;
         int xmin = (int)(center - support + 0.5);
         if (xmin < 0) xmin = 0;
@@ -134,6 +141,10 @@ static uint8_t clip8(int32_t acc) {
 
 /* Horizontal pass over `rows` rows of src starting at row `row0`. */
 static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
+    if (use_avx2()) {
+        resample_horizontal_avx2(src, row0, rows, t, dst);
+        return;
+    }
     for (int y = 0; y < rows; y++) {
         const uint8_t *in = src->pix + (size_t)(y + row0) * (size_t)src->width * 3;
         uint8_t *out = dst->pix + (size_t)y * (size_t)dst->width * 3;
@@ -147,14 +158,19 @@ static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps
     }
 }
 
-/* Vertical pass; tap rows are relative to src's first row minus row0. */
-static void pass_vertical(const rgb_image *src, int row0, const taps *t, rgb_image *dst) {
-    size_t stride = (size_t)src->width * 3;
+/* Vertical pass over src's columns from col0 (dst->width of them); tap rows
+ * are relative to src's first row minus row0. */
+static void pass_vertical(const rgb_image *src, int row0, int col0, const taps *t, rgb_image *dst) {
+    if (use_avx2()) {
+        resample_vertical_avx2(src, row0, col0, t, dst);
+        return;
+    }
+    size_t stride = (size_t)src->width * 3, width = (size_t)dst->width * 3;
     for (int y = 0; y < dst->height; y++) {
         const int32_t *k = t->weights + (size_t)y * (size_t)t->ksize;
-        const uint8_t *base = src->pix + (size_t)(t->first[y] - row0) * stride;
-        uint8_t *out = dst->pix + (size_t)y * stride;
-        for (size_t c = 0; c < stride; c++) {
+        const uint8_t *base = src->pix + (size_t)(t->first[y] - row0) * stride + (size_t)col0 * 3;
+        uint8_t *out = dst->pix + (size_t)y * width;
+        for (size_t c = 0; c < width; c++) {
             int32_t acc = 1 << (PRECISION_BITS - 1);
             const uint8_t *p = base + c;
             for (int j = 0; j < t->count[y]; j++, p += stride) acc += *p * k[j];
@@ -169,56 +185,71 @@ static void alloc_image(rgb_image *im, int w, int h) {
 }
 
 /* PIL's NEAREST resize: an affine point sample at pixel centres, the source
- * coordinate stepped by repeated addition as ImagingScaleAffine does. */
-static void resize_nearest(const rgb_image *in, rgb_image *out) {
-    double ax = (double)(float)in->width / out->width, ay = (double)(float)in->height / out->height;
+ * coordinate stepped by repeated addition as ImagingScaleAffine does (so the
+ * steps before the region are taken too, to land on the same doubles). */
+static void resize_nearest(const rgb_image *in, int out_w, int out_h, int x0, int y0, rgb_image *out) {
+    double ax = (double)(float)in->width / out_w, ay = (double)(float)in->height / out_h;
     int *xs = xmalloc(sizeof(int) * (size_t)out->width);
     double xo = 0.0 + ax * 0.5, yo = 0.0 + ay * 0.5;
-    for (int x = 0; x < out->width; x++, xo += ax) {
+    for (int x = 0; x < x0 + out->width; x++, xo += ax) {
         int xi = xo < 0.0 ? 0 : (int)xo;
-        xs[x] = xi < in->width ? xi : in->width - 1;
+        if (x >= x0) xs[x - x0] = xi < in->width ? xi : in->width - 1;
     }
-    for (int y = 0; y < out->height; y++, yo += ay) {
+    for (int y = 0; y < y0 + out->height; y++, yo += ay) {
+        if (y < y0) continue;
         int yi = yo < 0.0 ? 0 : (int)yo;
         if (yi >= in->height) yi = in->height - 1;
         const uint8_t *row = in->pix + (size_t)yi * (size_t)in->width * 3;
-        uint8_t *dst = out->pix + (size_t)y * (size_t)out->width * 3;
+        uint8_t *dst = out->pix + (size_t)(y - y0) * (size_t)out->width * 3;
         for (int x = 0; x < out->width; x++) memcpy(dst + 3 * x, row + 3 * (size_t)xs[x], 3);
     }
     free(xs);
 }
 
-void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out) {
-    alloc_image(out, out_w, out_h);
+static void copy_region(const rgb_image *in, int x0, int y0, rgb_image *out) {
+    size_t row_bytes = (size_t)out->width * 3;
+    for (int y = 0; y < out->height; y++)
+        memcpy(out->pix + (size_t)y * row_bytes, in->pix + ((size_t)(y0 + y) * (size_t)in->width + (size_t)x0) * 3,
+               row_bytes);
+}
+
+void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
+                       rgb_image *out) {
+    alloc_image(out, rw, rh);
+    if (rw <= 0 || rh <= 0) return;
     if (out_w == in->width && out_h == in->height) {
-        memcpy(out->pix, in->pix, (size_t)out_w * (size_t)out_h * 3);
+        copy_region(in, x0, y0, out);
         return;
     }
     if (f == RESAMPLE_NEAREST) {
-        resize_nearest(in, out);
+        resize_nearest(in, out_w, out_h, x0, y0, out);
         return;
     }
     kernel k = kernel_of(f);
     if (out_w == in->width) { /* vertical pass only */
-        taps tv = precompute_taps(in->height, out_h, k);
-        pass_vertical(in, 0, &tv, out);
+        taps tv = precompute_taps(in->height, out_h, y0, rh, k);
+        pass_vertical(in, 0, x0, &tv, out);
         taps_free(&tv);
         return;
     }
-    taps th = precompute_taps(in->width, out_w, k);
+    taps th = precompute_taps(in->width, out_w, x0, rw, k);
     if (out_h == in->height) { /* horizontal pass only */
-        pass_horizontal(in, 0, in->height, &th, out);
+        pass_horizontal(in, y0, rh, &th, out);
         taps_free(&th);
         return;
     }
     /* Both passes; the horizontal one only over the rows the vertical needs. */
-    taps tv = precompute_taps(in->height, out_h, k);
-    int row0 = tv.first[0], row_end = tv.first[out_h - 1] + tv.count[out_h - 1];
+    taps tv = precompute_taps(in->height, out_h, y0, rh, k);
+    int row0 = tv.first[0], row_end = tv.first[rh - 1] + tv.count[rh - 1];
     rgb_image mid;
-    alloc_image(&mid, out_w, row_end - row0);
+    alloc_image(&mid, rw, row_end - row0);
     pass_horizontal(in, row0, row_end - row0, &th, &mid);
-    pass_vertical(&mid, row0, &tv, out);
+    pass_vertical(&mid, row0, 0, &tv, out);
     rgb_image_free(&mid);
     taps_free(&th);
     taps_free(&tv);
+}
+
+void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out) {
+    img_resize_region(in, out_w, out_h, 0, 0, out_w, out_h, f, out);
 }

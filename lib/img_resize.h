@@ -18,6 +18,19 @@ const char *resample_filter_name(resample_filter f);
 /* Resizes in to out_w x out_h into *out (malloc'ed). Same size: a copy. */
 void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out);
 
+/* The rw x rh region at (x0, y0) of img_resize(in, out_w, out_h, f), into
+ * *out (malloc'ed), computing only the pixels of that region (and the
+ * intermediate rows they read); bit for bit the same as resizing whole and
+ * cropping. The region must lie inside out_w x out_h. */
+void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
+                       rgb_image *out);
+
+/* The convolution passes run with AVX2 where the CPU has it (same bytes as
+ * the C passes). img_resize_simd(0) makes every later resize use the C passes,
+ * img_resize_simd(1) allows AVX2 again (tests; not thread-safe). Returns 1 if
+ * the AVX2 passes will be used. */
+int img_resize_simd(int enable);
+
 /* torchvision's Resize(R) size rule for an int size: the shorter side becomes
  * R, the longer int(R * long / short). */
 void resize_target(int w, int h, int r, int *out_w, int *out_h);

@@ -149,6 +149,48 @@ TEST(sniff_and_size_limit) {
     CHECK(strstr(err, "not a JPEG, PNG or WebP") != NULL);
 }
 
+/* The crop as a tensor, with the AVX2 conversion or the C one. */
+static void *tensor_of(const rgb_image *im, const crop_plan *p, int res, dtype_id dt, int simd) {
+    void *t = malloc((size_t)3 * (size_t)res * (size_t)res * dtype_size(dt));
+    img_prep_simd(simd);
+    crop_to_tensor(im, p, res, dt, t);
+    img_prep_simd(1);
+    return t;
+}
+
+TEST(crop_to_tensor_simd_equals_c) {
+    /* every level occurs: pixel bytes run through 0..255 in a shifted order */
+    const int sides[][3] = {{300, 211, 200}, {40, 57, 37}, {9, 9, 9}, {64, 80, 64}, {515, 512, 512}, {23, 30, 7}};
+    for (int s = 0; s < 6; s++) {
+        int w = sides[s][0], h = sides[s][1], res = sides[s][2];
+        rgb_image im = {w, h, malloc((size_t)w * (size_t)h * 3)}; /* exact size: no slack to read past */
+        for (size_t i = 0; i < (size_t)w * (size_t)h * 3; i++) im.pix[i] = (uint8_t)(i * 7 + i / 97);
+        for (int k = 0; k < 8; k++) {
+            crop_plan p = {k % 3 == 0 ? 0 : h - res, k % 2 ? w - res : (w - res) / 2, k / 4};
+            for (int d = 0; d < 2; d++) {
+                dtype_id dt = d ? DT_F16 : DT_F32;
+                void *a = tensor_of(&im, &p, res, dt, 1), *b = tensor_of(&im, &p, res, dt, 0);
+                int same = !memcmp(a, b, (size_t)3 * (size_t)res * (size_t)res * dtype_size(dt));
+                free(a), free(b);
+                CHECKF(same, "%dx%d crop %d at (%d,%d) flip %d %s", w, h, res, p.top, p.left, p.flip, dtype_name(dt));
+            }
+        }
+        free(im.pix);
+    }
+}
+
+TEST(crop_to_tensor_places_and_mirrors) {
+    rgb_image im = {20, 3, malloc(20 * 3 * 3)};
+    for (int i = 0; i < 60; i++) im.pix[3 * i] = (uint8_t)i, im.pix[3 * i + 1] = (uint8_t)(100 + i), im.pix[3 * i + 2] = 255;
+    crop_plan p = {1, 3, 1};
+    float *t = tensor_of(&im, &p, 2, DT_F32, 1);
+    /* row 1 of the crop is image row 2; mirrored, its first pixel is column 4 */
+    CHECK(t[2] == normalized_level(2 * 20 + 4) && t[3] == normalized_level(2 * 20 + 3));
+    CHECK(t[4 + 2] == normalized_level(100 + 44) && t[8] == 1.0f);
+    free(t);
+    free(im.pix);
+}
+
 int main(void) {
     RUN(utf8_accepts_well_formed);
     RUN(utf8_rejects_what_python_rejects);
@@ -160,5 +202,8 @@ int main(void) {
     RUN(resize_same_size_is_a_copy_and_box_halving_averages);
     RUN(filter_names);
     RUN(sniff_and_size_limit);
+    if (img_prep_simd(1)) RUN(crop_to_tensor_simd_equals_c);
+    else SKIP(crop_to_tensor_simd_equals_c, "no AVX2 on this CPU");
+    RUN(crop_to_tensor_places_and_mirrors);
     TEST_EXIT();
 }

@@ -1,0 +1,34 @@
+/* resample_passes.h - the two convolution passes behind img_resize, shared by
+ * the portable C versions (img_resize.c) and the AVX2 ones
+ * (resample_avx2.c). Both give the same bytes: the arithmetic is integer, so
+ * any order of summation is exact. Internal to img_resize. */
+#ifndef LCM_RESAMPLE_PASSES_H
+#define LCM_RESAMPLE_PASSES_H
+
+#include <stdint.h>
+
+#include "img_decode.h"
+
+#define RESAMPLE_PRECISION_BITS 22
+
+/* The taps of one axis for a run of outputs: for the i-th of them,
+ * `count[i]` input pixels from `first[i]`, with fixed-point weights at
+ * weights[i * ksize] (zero past count[i]). */
+typedef struct taps {
+    int ksize;
+    int *first, *count;
+    int32_t *weights;
+} taps;
+
+/* 1 where the CPU runs the AVX2 passes (and they were compiled in). */
+int resample_avx2_supported(void);
+
+/* Horizontal pass over `rows` rows of src starting at row `row0`, into dst
+ * (dst->width outputs per row). */
+void resample_horizontal_avx2(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst);
+
+/* Vertical pass over src's columns from col0 (dst->width of them); tap rows
+ * are relative to src's first row minus row0. */
+void resample_vertical_avx2(const rgb_image *src, int row0, int col0, const taps *t, rgb_image *dst);
+
+#endif
