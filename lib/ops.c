@@ -1,13 +1,34 @@
 /* ops.c - argument checks shared by every backend, then dispatch. */
 #include "ops.h"
 
+#include <stddef.h>
+
 #include "backend.h"
+#include "op_profile.h"
 #include "util.h"
 
 /* An op a backend lacks is a clear death naming op and backend, not a call through NULL. */
 static void missing_op(const char *op, const backend *be) __attribute__((noreturn));
 static void missing_op(const char *op, const backend *be) { die("op %s is not implemented on the %s backend", op, be->name); }
-#define OP(t, name) (((t)->backend->ops.name ? (void)0 : missing_op(#name, (t)->backend)), (t)->backend->ops.name)
+/* Index of op `name` in backend_ops (and backend_op_names): every member is one function pointer. */
+#define OP_INDEX(name) ((int)(offsetof(backend_ops, name) / sizeof(void (*)(void))))
+
+/* Calls op `name` of t's backend with the parenthesised args, assigning its
+ * value with `assign` ("r =", or nothing); under LCM_PROFILE=1 the call is
+ * timed between two synchronizations of the backend (op_profile.c). */
+#define OP_RUN(t, name, args, assign)                                       \
+    do {                                                                    \
+        const backend *be_ = (t)->backend;                                  \
+        if (!be_->ops.name) missing_op(#name, be_);                         \
+        if (op_profile_on()) {                                              \
+            double start_ = op_profile_begin(be_);                          \
+            assign be_->ops.name args;                                      \
+            op_profile_end(be_, OP_INDEX(name), start_);                    \
+        } else {                                                            \
+            assign be_->ops.name args;                                      \
+        }                                                                   \
+    } while (0)
+#define OP_CALL(t, name, args) OP_RUN(t, name, args, )
 
 static void need_same_backend(const char *op, const tensor *a, const tensor *b) {
     if (b && a->backend != b->backend) die("%s: tensors on backends %s and %s", op, a->backend->name, b->backend->name);
@@ -32,33 +53,33 @@ static void check_elementwise(const char *op, const tensor *out, const tensor *x
 
 void op_fill(tensor *t, float value) {
     need_f32("fill", t);
-    OP(t, fill)(t, value);
+    OP_CALL(t, fill, (t, value));
 }
 
 void op_convert(tensor *dst, const tensor *src) {
     if (tensor_numel(dst) != tensor_numel(src)) die("convert: %lld elements into %lld", (long long)tensor_numel(src), (long long)tensor_numel(dst));
     need_same_backend("convert", dst, src);
-    OP(dst, convert)(dst, src);
+    OP_CALL(dst, convert, (dst, src));
 }
 
 void op_axpby(tensor *out, float a, const tensor *x, float b, const tensor *y) {
     check_elementwise("axpby", out, x, y);
-    OP(out, axpby)(out, a, x, b, y);
+    OP_CALL(out, axpby, (out, a, x, b, y));
 }
 
 void op_mul(tensor *out, const tensor *x, const tensor *y) {
     check_elementwise("mul", out, x, y);
-    OP(out, mul)(out, x, y);
+    OP_CALL(out, mul, (out, x, y));
 }
 
 void op_silu(tensor *out, const tensor *x) {
     check_elementwise("silu", out, x, NULL);
-    OP(out, silu)(out, x);
+    OP_CALL(out, silu, (out, x));
 }
 
 void op_silu_backward(tensor *dx, const tensor *x, const tensor *dy) {
     check_elementwise("silu_backward", dx, x, dy);
-    OP(dx, silu_backward)(dx, x, dy);
+    OP_CALL(dx, silu_backward, (dx, x, dy));
 }
 
 void op_gemm(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans_b, float alpha, float beta) {
@@ -70,12 +91,14 @@ void op_gemm(tensor *c, const tensor *a, int trans_a, const tensor *b, int trans
     if (k != kb || c->shape[0] != m || c->shape[1] != n)
         die("gemm: [%lld x %lld] x [%lld x %lld] into [%lld x %lld]", (long long)m, (long long)k, (long long)kb,
             (long long)n, (long long)c->shape[0], (long long)c->shape[1]);
-    OP(c, gemm)(c, a, trans_a, b, trans_b, alpha, beta);
+    OP_CALL(c, gemm, (c, a, trans_a, b, trans_b, alpha, beta));
 }
 
 double op_sum(const tensor *x) {
     need_f32("sum", x);
-    return OP(x, sum)(x);
+    double r;
+    OP_RUN(x, sum, (x), r =);
+    return r;
 }
 
 /* ---- Neural-network ops: shape checks, then dispatch. ---- */
@@ -134,7 +157,7 @@ void op_linear(tensor *y, const tensor *x, const tensor *w, const tensor *b) {
     check_linear("linear", x, w, b);
     need_rows_like("linear", "y", y, x, w->shape[0]);
     FIRST_OF("linear", y, x, w, b);
-    OP(y, linear)(y, x, w, b);
+    OP_CALL(y, linear, (y, x, w, b));
 }
 
 void op_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy) {
@@ -144,7 +167,7 @@ void op_linear_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, con
     need_shape("linear_backward", "dx", dx, x->ndim, x->shape);
     need_shape("linear_backward", "dweight", dw, w->ndim, w->shape);
     const tensor *t = FIRST_OF("linear_backward", dy, x, w, dx, dw, db);
-    if (dx || dw || db) OP(t, linear_backward)(dx, dw, db, x, w, dy);
+    if (dx || dw || db) OP_CALL(t, linear_backward, (dx, dw, db, x, w, dy));
 }
 
 conv2d_params conv2d_same_pad(int stride, int pad) { return (conv2d_params){stride, pad, pad, pad, pad}; }
@@ -173,7 +196,7 @@ void op_conv2d(tensor *y, const tensor *x, const tensor *w, const tensor *b, con
     check_conv2d("conv2d", x, w, b, p, ys);
     need_shape("conv2d", "y", y, 4, ys);
     FIRST_OF("conv2d", y, x, w, b);
-    OP(y, conv2d)(y, x, w, b, p);
+    OP_CALL(y, conv2d, (y, x, w, b, p));
 }
 
 void op_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, const tensor *w, const tensor *dy,
@@ -185,7 +208,7 @@ void op_conv2d_backward(tensor *dx, tensor *dw, tensor *db, const tensor *x, con
     need_shape("conv2d_backward", "dx", dx, 4, x->shape);
     need_shape("conv2d_backward", "dweight", dw, 4, w->shape);
     const tensor *t = FIRST_OF("conv2d_backward", dy, x, w, dx, dw, db);
-    if (dx || dw || db) OP(t, conv2d_backward)(dx, dw, db, x, w, dy, p);
+    if (dx || dw || db) OP_CALL(t, conv2d_backward, (dx, dw, db, x, w, dy, p));
 }
 
 static void check_group_norm(const char *op, const tensor *x, const tensor *mean, const tensor *rstd, const tensor *gamma,
@@ -204,7 +227,7 @@ void op_group_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const
     if (!mean || !rstd) die("group_norm: mean and rstd are needed");
     need_shape("group_norm", "y", y, x->ndim, x->shape);
     FIRST_OF("group_norm", y, x, mean, rstd, gamma, beta);
-    OP(y, group_norm)(y, mean, rstd, x, gamma, beta, groups, eps, silu);
+    OP_CALL(y, group_norm, (y, mean, rstd, x, gamma, beta, groups, eps, silu));
 }
 
 void op_group_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
@@ -216,7 +239,7 @@ void op_group_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const ten
     need_shape(op, "dy", dy, x->ndim, x->shape), need_shape(op, "dx", dx, x->ndim, x->shape);
     need_vector(op, "dgamma", dgamma, x->shape[1]), need_vector(op, "dbeta", dbeta, x->shape[1]);
     const tensor *t = FIRST_OF(op, dy, x, mean, rstd, gamma, beta, dx, dgamma, dbeta);
-    if (dx || dgamma || dbeta) OP(t, group_norm_backward)(dx, dgamma, dbeta, x, mean, rstd, gamma, beta, dy, groups, silu);
+    if (dx || dgamma || dbeta) OP_CALL(t, group_norm_backward, (dx, dgamma, dbeta, x, mean, rstd, gamma, beta, dy, groups, silu));
 }
 
 static void check_layer_norm(const char *op, const tensor *x, const tensor *mean, const tensor *rstd, const tensor *gamma,
@@ -233,7 +256,7 @@ void op_layer_norm(tensor *y, tensor *mean, tensor *rstd, const tensor *x, const
     check_layer_norm("layer_norm", x, mean, rstd, gamma, beta);
     need_shape("layer_norm", "y", y, x->ndim, x->shape);
     FIRST_OF("layer_norm", y, x, mean, rstd, gamma, beta);
-    OP(y, layer_norm)(y, mean, rstd, x, gamma, beta, eps);
+    OP_CALL(y, layer_norm, (y, mean, rstd, x, gamma, beta, eps));
 }
 
 void op_layer_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const tensor *x, const tensor *mean,
@@ -244,7 +267,7 @@ void op_layer_norm_backward(tensor *dx, tensor *dgamma, tensor *dbeta, const ten
     need_shape(op, "dy", dy, x->ndim, x->shape), need_shape(op, "dx", dx, x->ndim, x->shape);
     need_vector(op, "dgamma", dgamma, last_dim(x)), need_vector(op, "dbeta", dbeta, last_dim(x));
     const tensor *t = FIRST_OF(op, dy, x, mean, rstd, gamma, dx, dgamma, dbeta);
-    if (dx || dgamma || dbeta) OP(t, layer_norm_backward)(dx, dgamma, dbeta, x, mean, rstd, gamma, dy);
+    if (dx || dgamma || dbeta) OP_CALL(t, layer_norm_backward, (dx, dgamma, dbeta, x, mean, rstd, gamma, dy));
 }
 
 static void need_activation(const char *op, activation act) {
@@ -254,13 +277,13 @@ static void need_activation(const char *op, activation act) {
 void op_activation(tensor *y, const tensor *x, activation act) {
     need_activation("activation", act);
     check_elementwise("activation", y, x, NULL);
-    OP(y, activation)(y, x, act);
+    OP_CALL(y, activation, (y, x, act));
 }
 
 void op_activation_backward(tensor *dx, const tensor *x, const tensor *dy, activation act) {
     need_activation("activation_backward", act);
     check_elementwise("activation_backward", dx, x, dy);
-    OP(dx, activation_backward)(dx, x, dy, act);
+    OP_CALL(dx, activation_backward, (dx, x, dy, act));
 }
 
 static void check_geglu(const char *op, const tensor *x, const tensor *y) {
@@ -273,23 +296,23 @@ static void check_geglu(const char *op, const tensor *x, const tensor *y) {
 
 void op_geglu(tensor *y, const tensor *x) {
     check_geglu("geglu", x, y);
-    OP(y, geglu)(y, x);
+    OP_CALL(y, geglu, (y, x));
 }
 
 void op_geglu_backward(tensor *dx, const tensor *x, const tensor *dy) {
     check_geglu("geglu_backward", x, dy);
     check_elementwise("geglu_backward", dx, x, NULL);
-    OP(dx, geglu_backward)(dx, x, dy);
+    OP_CALL(dx, geglu_backward, (dx, x, dy));
 }
 
 void op_softmax(tensor *y, const tensor *x) {
     check_elementwise("softmax", y, x, NULL);
-    OP(y, softmax)(y, x);
+    OP_CALL(y, softmax, (y, x));
 }
 
 void op_softmax_backward(tensor *dx, const tensor *y, const tensor *dy) {
     check_elementwise("softmax_backward", dx, y, dy);
-    OP(dx, softmax_backward)(dx, y, dy);
+    OP_CALL(dx, softmax_backward, (dx, y, dy));
 }
 
 /* q [B, Lq, H d], k [B, Lk, H d], v [B, Lk, H dv]; out-shaped tensors [B, Lq, H dv]. */
@@ -310,7 +333,7 @@ static void check_attention(const char *op, const tensor *q, const tensor *k, co
 void op_attention(tensor *out, tensor *lse, const tensor *q, const tensor *k, const tensor *v, attention_params p) {
     check_attention("attention", q, k, v, out, lse, p);
     FIRST_OF("attention", out, lse, q, k, v);
-    OP(out, attention)(out, lse, q, k, v, p);
+    OP_CALL(out, attention, (out, lse, q, k, v, p));
 }
 
 void op_attention_backward(tensor *dq, tensor *dk, tensor *dv, const tensor *q, const tensor *k, const tensor *v,
@@ -321,7 +344,7 @@ void op_attention_backward(tensor *dq, tensor *dk, tensor *dv, const tensor *q, 
     need_shape(op, "dout", dout, 3, out->shape);
     need_shape(op, "dq", dq, 3, q->shape), need_shape(op, "dk", dk, 3, k->shape), need_shape(op, "dv", dv, 3, v->shape);
     const tensor *t = FIRST_OF(op, dout, q, k, v, out, lse, dq, dk, dv);
-    if (dq || dk || dv) OP(t, attention_backward)(dq, dk, dv, q, k, v, out, lse, dout, p);
+    if (dq || dk || dv) OP_CALL(t, attention_backward, (dq, dk, dv, q, k, v, out, lse, dout, p));
 }
 
 static void check_upsample(const char *op, const tensor *small, const tensor *big) {
@@ -335,12 +358,12 @@ static void check_upsample(const char *op, const tensor *small, const tensor *bi
 
 void op_upsample_nearest(tensor *y, const tensor *x) {
     check_upsample("upsample_nearest", x, y);
-    OP(y, upsample_nearest)(y, x);
+    OP_CALL(y, upsample_nearest, (y, x));
 }
 
 void op_upsample_nearest_backward(tensor *dx, const tensor *dy) {
     check_upsample("upsample_nearest_backward", dx, dy);
-    OP(dx, upsample_nearest_backward)(dx, dy);
+    OP_CALL(dx, upsample_nearest_backward, (dx, dy));
 }
 
 void op_timestep_embedding(tensor *emb, const tensor *t, timestep_embedding_params p) {
@@ -351,7 +374,7 @@ void op_timestep_embedding(tensor *emb, const tensor *t, timestep_embedding_para
         die("timestep_embedding: %lld timesteps into [%lld, %lld]", (long long)t->shape[0], (long long)emb->shape[0],
             (long long)emb->shape[1]);
     if (emb->shape[1] / 2 == p.downscale_freq_shift) die("timestep_embedding: downscale_freq_shift equals half the dim");
-    OP(emb, timestep_embedding)(emb, t, p);
+    OP_CALL(emb, timestep_embedding, (emb, t, p));
 }
 
 /* v is [C] or [N, C] for x [N, C, ...]. */
@@ -368,12 +391,12 @@ static void check_broadcast(const char *op, const tensor *x, const tensor *v) {
 void op_add_broadcast(tensor *y, const tensor *x, const tensor *v) {
     check_broadcast("add_broadcast", x, v);
     check_elementwise("add_broadcast", y, x, NULL);
-    OP(y, add_broadcast)(y, x, v);
+    OP_CALL(y, add_broadcast, (y, x, v));
 }
 
 void op_add_broadcast_backward(tensor *dv, const tensor *dy) {
     check_broadcast("add_broadcast_backward", dy, dv);
-    OP(dv, add_broadcast_backward)(dv, dy);
+    OP_CALL(dv, add_broadcast_backward, (dv, dy));
 }
 
 static void need_loss(const char *op, loss_kind kind) {
@@ -383,13 +406,15 @@ static void need_loss(const char *op, loss_kind kind) {
 double op_loss(const tensor *x, const tensor *y, loss_kind kind, float c) {
     need_loss("loss", kind);
     check_elementwise("loss", x, y, NULL);
-    return OP(x, loss)(x, y, kind, c);
+    double r;
+    OP_RUN(x, loss, (x, y, kind, c), r =);
+    return r;
 }
 
 void op_loss_backward(tensor *dx, const tensor *x, const tensor *y, loss_kind kind, float c, float dloss) {
     need_loss("loss_backward", kind);
     check_elementwise("loss_backward", dx, x, y);
-    OP(dx, loss_backward)(dx, x, y, kind, c, dloss);
+    OP_CALL(dx, loss_backward, (dx, x, y, kind, c, dloss));
 }
 
 void op_embedding(tensor *y, const tensor *table, const tensor *ids) {
@@ -399,7 +424,7 @@ void op_embedding(tensor *y, const tensor *table, const tensor *ids) {
     if (table->ndim != 2) die("embedding: the table must be 2-D");
     int64_t D = table->shape[1];
     if (y->shape[y->ndim - 1] != D || tensor_numel(y) != tensor_numel(ids) * D) die("embedding: output does not match ids x %lld", (long long)D);
-    OP(y, embedding)(y, table, ids);
+    OP_CALL(y, embedding, (y, table, ids));
 }
 
 void op_transpose(tensor *y, const tensor *x) {
@@ -410,7 +435,7 @@ void op_transpose(tensor *y, const tensor *x) {
     int64_t m = x->shape[x->ndim - 2], n = x->shape[x->ndim - 1];
     if (y->shape[y->ndim - 2] != n || y->shape[y->ndim - 1] != m || (x->ndim == 3 && y->shape[0] != b))
         die("transpose: shapes do not match");
-    OP(y, transpose)(y, x);
+    OP_CALL(y, transpose, (y, x));
 }
 
 /* Elements per channel of an [N, C, ...] tensor (1 for [N, C]). */
@@ -427,7 +452,7 @@ void op_copy_channels(tensor *dst, int64_t dst_c0, const tensor *src, int64_t sr
         die("%s: channels [%lld, %lld) of %s do not fit channels [%lld, %lld) of %s", op, (long long)src_c0,
             (long long)(src_c0 + channels), shape_str(sa, src->ndim, src->shape), (long long)dst_c0,
             (long long)(dst_c0 + channels), shape_str(sb, dst->ndim, dst->shape));
-    if (channels) OP(dst, copy_channels)(dst, dst_c0, src, src_c0, channels);
+    if (channels) OP_CALL(dst, copy_channels, (dst, dst_c0, src, src_c0, channels));
 }
 
 static void check_scale_shift(const char *op, const tensor *x, const tensor *ss) {
@@ -442,24 +467,26 @@ static void check_scale_shift(const char *op, const tensor *x, const tensor *ss)
 void op_scale_shift(tensor *y, const tensor *x, const tensor *ss) {
     check_scale_shift("scale_shift", x, ss);
     check_elementwise("scale_shift", y, x, NULL);
-    OP(y, scale_shift)(y, x, ss);
+    OP_CALL(y, scale_shift, (y, x, ss));
 }
 
 void op_scale_shift_backward(tensor *dx, tensor *dss, const tensor *x, const tensor *ss, const tensor *dy) {
     check_scale_shift("scale_shift_backward", x, ss);
     check_elementwise("scale_shift_backward", dy, x, dx);
     need_shape("scale_shift_backward", "dss", dss, 2, ss->shape);
-    if (dx || dss) OP(dy, scale_shift_backward)(dx, dss, x, ss, dy);
+    if (dx || dss) OP_CALL(dy, scale_shift_backward, (dx, dss, x, ss, dy));
 }
 
 void op_adamw(tensor *param, const tensor *grad, tensor *m, tensor *v, adamw_params p) {
     check_elementwise("adamw", param, grad, m);
     check_elementwise("adamw", param, v, NULL);
     if (p.step < 1) die("adamw: step %lld (steps count from 1)", (long long)p.step);
-    OP(param, adamw)(param, grad, m, v, p);
+    OP_CALL(param, adamw, (param, grad, m, v, p));
 }
 
 double op_sumsq(const tensor *x) {
     need_f32("sumsq", x);
-    return OP(x, sumsq)(x);
+    double r;
+    OP_RUN(x, sumsq, (x), r =);
+    return r;
 }
