@@ -86,7 +86,7 @@ enum scratch_slot {
     SCRATCH_CONV_WS,  /* cuDNN workspace */
     SCRATCH_CONV_X,   /* zero-padded copy of x (asymmetric padding) */
     SCRATCH_CONV_DX,  /* gradient of the padded copy */
-    SCRATCH_ATTN,     /* attention score strips and row terms */
+    SCRATCH_ATTN,     /* attention row terms */
     SCRATCH_SLOTS
 };
 void *cuda_scratch(enum scratch_slot slot, size_t bytes);
