@@ -1,7 +1,7 @@
 /* CUDA-specific op cases beyond the op harness (test_ops.c): shapes that
  * reach the paths small cases miss (many row chunks in the column
  * reductions, head dims up to 256, causal attention with Lq != Lk, attention
- * over several query strips, wide softmax rows, asymmetric conv padding other
+ * over 2000-2500 tokens, wide softmax rows, asymmetric conv padding other
  * than the VAE's, the conv plan cache, down-sampling nearest resize, channel
  * slices and scale/shift as the UNet calls them, in place) and NULL
  * gradients. Each runs the op on CUDA and on the CPU reference with the same
@@ -155,8 +155,9 @@ static void run_att_d64_bwd(const backend *be, tensor **in, tensor *out) { atten
 static void run_att_d256_causal_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 1, 1, 7); }
 static void run_att_dq_only(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 2, 1, 1); }
 static void run_att_dv_only(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 2, 0, 4); }
-/* 8 heads over Lk near 2000: more than one query strip of attention.cu's
- * score scratch (16 Mi floats a strip), the last one partial. */
+/* 8 heads over Lk near 2000: many key tiles and query tiles; for the
+ * cuBLAS-strip attention of branch cudaattn (16 Mi scores a strip), more than
+ * one query strip, the last one partial. */
 static void run_att_strips(const backend *be, tensor **in, tensor *out) { attention_fwd(in, out, 8, 0); }
 static void run_att_strips_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 8, 0, 7); }
 static void run_att_strips_causal_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 8, 1, 7); }
@@ -246,8 +247,8 @@ static const cuda_case cases[] = {
     {"attention_backward_dq_only", run_att_dq_only, 4, {{2, 40, 32}, {2, 40, 32}, {2, 40, 32}, {2, 40, 32}}, {3 * 2 * 40 * 32}, 1e-5},
     {"attention_backward_dv_only", run_att_dv_only, 4, {{2, 40, 32}, {2, 33, 32}, {2, 33, 32}, {2, 40, 32}},
      {2 * 40 * 32 + 2 * 2 * 33 * 32}, 1e-5},
-    /* strips of 838 rows (3: the last 323), 911 (3: the last 278), 1049 (3 per batch element: causal, keys
-     * up to 1049 in the first, all 1999 after) */
+    /* cuBLAS strips (branch cudaattn): 838 rows (3: the last 323), 911 (3: the last 278), 1049 (3 per
+     * batch element: causal, keys up to 1049 in the first, all 1999 after) */
     {"attention_strips_lq_lt_lk", run_att_strips, 3, {{1, 1999, 64}, {1, 2500, 64}, {1, 2500, 96}}, {ATT_FWD(1, 1999, 96, 8)},
      1e-5},
     {"attention_strips_backward", run_att_strips_bwd, 4, {{1, 2100, 64}, {1, 2300, 64}, {1, 2300, 96}, {1, 2100, 96}},
