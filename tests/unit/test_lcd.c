@@ -84,6 +84,7 @@ static void run_case(const char *name, const char *teacher_dir, loss_kind loss, 
             free(xp), free(tg);
             double want = want_loss[(step - 1) * accum + m], e = fabs(l - want) / fabs(want);
             if (e > worst_loss) worst_loss = e;
+            printf("# %s step %d micro %d: loss %.9g, reference %.9g, rel err %.3g\n", name, step, m, l, want, e);
             CHECKF(e <= 1e-4, "%s step %d micro %d: loss %.7g, reference %.7g", name, step, m, l, want);
         }
         double norm = lcd_apply_update(&tr, &opt, 1e-3f, 1.0f, 0.95f);
