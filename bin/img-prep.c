@@ -153,7 +153,7 @@ static int passes_json_filter(const options *o, const slot *s) {
 /* ---- the transform of one sample ---- */
 
 static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, size_t len) {
-    img_decode_opts dopt = {o->fast_decode ? o->resolution : 0};
+    img_decode_opts dopt = {.fast_min_short = o->fast_decode ? o->resolution : 0};
     rgb_image decoded, resized;
     int stored_w, stored_h, tw, th;
     if (img_decode(bytes, len, &dopt, &decoded, &stored_w, &stored_h, s->why)) return SKIP_BAD_IMAGE;

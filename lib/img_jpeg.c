@@ -75,21 +75,21 @@ typedef struct jpeg_job {
     rgb_image *out;
 } jpeg_job;
 
-static int decode(jpeg_job *j, const uint8_t *data, size_t len, int fast_min_short, int *stored_w, int *stored_h,
-                  char *err) {
+static int decode(jpeg_job *j, const uint8_t *data, size_t len, const img_decode_opts *opts, int *stored_w,
+                  int *stored_h, char *err) {
     struct jpeg_decompress_struct *ci = &j->cinfo;
     jpeg_mem_src(ci, data, (unsigned long)len);
     jpeg_read_header(ci, TRUE);
     *stored_w = (int)ci->image_width, *stored_h = (int)ci->image_height;
-    if (img_check_size(ci->image_width, ci->image_height, err)) return -1;
+    if (img_check_size_opts(ci->image_width, ci->image_height, opts, err)) return -1;
     int comps = ci->num_components;
     if (comps == 1) ci->out_color_space = JCS_GRAYSCALE;
     else if (comps == 3) ci->out_color_space = JCS_RGB;
     else if (comps == 4) ci->out_color_space = JCS_CMYK;
     else return seterr(err, "cannot handle %d-layer JPEG images", comps);
-    if (fast_min_short > 0) {
+    if (opts && opts->fast_min_short > 0) {
         ci->scale_num = 1;
-        ci->scale_denom = (unsigned)fast_denominator(*stored_w, *stored_h, fast_min_short);
+        ci->scale_denom = (unsigned)fast_denominator(*stored_w, *stored_h, opts->fast_min_short);
     }
     jpeg_start_decompress(ci);
     int w = (int)ci->output_width, h = (int)ci->output_height;
@@ -107,7 +107,7 @@ static int decode(jpeg_job *j, const uint8_t *data, size_t len, int fast_min_sho
     return 0;
 }
 
-int img_decode_jpeg(const uint8_t *data, size_t len, int fast_min_short, rgb_image *out, int *stored_w,
+int img_decode_jpeg(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
                     int *stored_h, char *err) {
     /* Heap state: everything longjmp may skip over lives behind one pointer
      * that is never reassigned after setjmp. */
@@ -122,7 +122,7 @@ int img_decode_jpeg(const uint8_t *data, size_t len, int fast_min_short, rgb_ima
         rgb_image_free(out);
     } else {
         jpeg_create_decompress(&j->cinfo);
-        rc = decode(j, data, len, fast_min_short, stored_w, stored_h, err);
+        rc = decode(j, data, len, opts, stored_w, stored_h, err);
         if (rc) rgb_image_free(out);
     }
     jpeg_destroy_decompress(&j->cinfo);
