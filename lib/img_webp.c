@@ -5,7 +5,12 @@
  * equals WebPDecodeRGB with the default configuration; the alpha channel is
  * dropped without compositing, like convert("RGB"). An animated file gives
  * its first frame composed on a transparent-black canvas, so only those go
- * through the animation decoder. */
+ * through the animation decoder.
+ *
+ * The size is checked from the header before anything is decoded: for an
+ * animation that is the canvas (WebPGetFeatures reports it), which
+ * WebPAnimDecoderNew allocates twice over, 4 bytes a pixel, up to 2^32
+ * pixels (a 100-byte file asked for 2 x 16 GiB). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,8 +51,8 @@ int img_decode_webp(const uint8_t *data, size_t len, const img_decode_opts *opts
     WebPBitstreamFeatures feat;
     VP8StatusCode st = WebPGetFeatures(data, len, &feat);
     if (st != VP8_STATUS_OK) return seterr(err, "WebP: cannot read the header (libwebp status %d)", (int)st);
-    if (feat.has_animation) return first_frame(data, len, opts, out, err);
     if (img_check_size_opts(feat.width, feat.height, opts, err)) return -1;
+    if (feat.has_animation) return first_frame(data, len, opts, out, err);
     int w = 0, h = 0;
     uint8_t *rgb = WebPDecodeRGB(data, len, &w, &h);
     if (!rgb) return seterr(err, "WebP: cannot decode the image (corrupt or truncated)");
