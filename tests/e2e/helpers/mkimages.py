@@ -3,8 +3,10 @@
 lomiri-wallpapers-16.04 package): PIL-written JPEG/PNG/WebP variants and a few
 PNG layouts PIL cannot write (16-bit colour, 4-bit grey, palette indices
 beyond PLTE), written by a minimal encoder here, plus corrupt files.
+With --small, the same files from thumbnails of a few dozen pixels, plus a
+4:4:4 JPEG: the seeds of tests/fuzz/fuzz_image.c (gen_seeds image).
 
-usage: mkimages.py OUTDIR
+usage: mkimages.py [--small] OUTDIR
 """
 import os
 import struct
@@ -63,13 +65,16 @@ def write_adam7(path, pixels, color_type, depth):
 
 
 def main():
-    out = sys.argv[1]
+    small_files = sys.argv[1] == "--small"
+    out = sys.argv[-1]
     os.makedirs(out, exist_ok=True)
     j = lambda n: os.path.join(out, n)
     src = Image.open(os.path.join(PHOTOS, "Picture_1A_by_freespace.jpg")).convert("RGB")
-    mid = src.resize((700, 551), Image.LANCZOS)        # landscape, downscaled to 512 short side
-    small = src.resize((300, 236), Image.BICUBIC)      # upscaled by img-prep
-    tall = src.crop((200, 0, 733, 1074)).resize((333, 671), Image.BILINEAR)  # portrait, odd sizes
+    # landscape, downscaled to 512 short side; upscaled by img-prep; portrait, odd sizes
+    sizes = [(61, 48), (26, 20), (29, 59)] if small_files else [(700, 551), (300, 236), (333, 671)]
+    mid = src.resize(sizes[0], Image.LANCZOS)
+    small = src.resize(sizes[1], Image.BICUBIC)
+    tall = src.crop((200, 0, 733, 1074)).resize(sizes[2], Image.BILINEAR)
     a = np.asarray(mid)
     h, w = a.shape[:2]
 
@@ -98,8 +103,8 @@ def main():
     plte = bytes(np.random.default_rng(1).integers(0, 256, 64 * 3, dtype=np.uint8))
     write_png(j("palette_oob.png"), w, h, 3, 8, [r.tobytes() for r in idx], plte)
 
-    write_adam7(j("adam7.png"), a[:, :699], 2, 8)  # odd width
-    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[:550, :] > 128).astype(np.uint8), 0, 1)
+    write_adam7(j("adam7.png"), a[:, : (w - 1) | 1], 2, 8)  # odd width
+    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[: h - 1, :] > 128).astype(np.uint8), 0, 1)
     png = bytearray(open(j("rgb.png"), "rb").read())
     at = png.index(b"IDAT") + 4
     at += struct.unpack(">I", png[at - 8:at - 4])[0]
@@ -115,7 +120,9 @@ def main():
     mid.save(j("lossless.webp"), lossless=True)
     Image.fromarray(np.dstack([a, alpha])).save(j("alpha.webp"), quality=80)
     Image.fromarray(np.dstack([a, alpha])).save(j("alpha_lossless.webp"), lossless=True)
-    mid.save(j("anim.webp"), save_all=True, append_images=[small.resize((700, 551))], duration=100)
+    mid.save(j("anim.webp"), save_all=True, append_images=[small.resize(mid.size)], duration=100)
+    if small_files:
+        mid.save(j("q444.jpg"), quality=90, subsampling=0)
     mid.save(j("photo.gif"))
 
     good = open(j("q90.jpg"), "rb").read()
