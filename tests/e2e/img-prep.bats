@@ -187,6 +187,17 @@ EOF
     assert_line --regexp "^ok "
 }
 
+@test "img-prep: a thin image whose long side would not fit an int at the resolution is skipped, not fatal" {
+    # 2 x 300000 at 16384: the long side would be 2457600000 pixels.
+    /usr/bin/python3 -c "import sys; sys.path.insert(0, '$H'); import mkimages
+mkimages.write_png('$BATS_TEST_TMPDIR/thin.png', 2, 300000, 0, 8, [b'\x80\x40'] * 300000)"
+    frames "__key__=thin;png=@$BATS_TEST_TMPDIR/thin.png;txt=x" >"$BATS_TEST_TMPDIR/in.mpk"
+    run --separate-stderr img-prep --resolution 16384 --threads 1 <"$BATS_TEST_TMPDIR/in.mpk"
+    assert_success
+    [[ $stderr == *"img-prep: record 0 (__key__ thin): skipped: 2x300000 image would resize to over 16384x2147483647, too large"* ]]
+    [[ $stderr == *"img-prep: read 1, wrote 0, skipped 1 (undecodable image 1)"* ]]
+}
+
 @test "img-prep: PIL agrees that the corrupt images are unreadable" {
     for f in truncated.jpg no_eoi.jpg garbage.png bad_crc.png truncated.png; do
         run /usr/bin/python3 -c "from PIL import Image; Image.open('$IMG/$f').convert('RGB')"

@@ -13,7 +13,9 @@
  *      large with the size message: refused before libwebp allocates); an
  *      image must have the size the file declares (or, under fast decoding,
  *      a DCT-scaled size whose shorter side still reaches the resolution);
- *   2. resize_target and plan_crop: the crop lies inside the resized image;
+ *   2. resize_target (also at img-prep's largest resolution, where a thin
+ *      image's long side must not overflow) and plan_crop: the crop lies
+ *      inside the resized image;
  *   3. img_resize_region with the AVX2 passes and again with the C passes
  *      (img_resize_simd(0)): the same bytes; for small targets also the
  *      same bytes as resizing whole and cropping;
@@ -22,6 +24,7 @@
  *      pixel (mirrored when flipped), each f16 the rounding of the f32.
  * tests/unit/test_fuzz_regress.c includes this file and replays
  * tests/fuzz/regress/fuzz_image/ through the same function. */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -159,10 +162,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t in_len) {
     img_fuzz_check_decoded(&p, &im, sw, sh);
 
     /* 2. target size and crop from the declared size */
-    int tw, th;
-    resize_target(sw, sh, p.res, &tw, &th);
+    int tw, th, big_w, big_h;
+    /* img-prep allows --resolution up to 16384: the rule must not overflow there. */
+    if (resize_target(sw, sh, 16384, &big_w, &big_h) == 0)
+        FUZZ_CHECK(big_w >= 16384 && big_h >= 16384 && (big_w == 16384 || big_h == 16384));
+    else
+        FUZZ_CHECK((big_w == 16384 && big_h == INT_MAX) || (big_w == INT_MAX && big_h == 16384));
+    int too_large = resize_target(sw, sh, p.res, &tw, &th);
     FUZZ_CHECK(tw >= p.res && th >= p.res && (tw == p.res || th == p.res));
-    if ((long long)tw * th > IMG_MAX_PIXELS) { /* img-prep skips these */
+    if (too_large || (long long)tw * th > IMG_MAX_PIXELS) { /* img-prep skips these */
         rgb_image_free(&im);
         return 0;
     }
