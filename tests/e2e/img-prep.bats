@@ -198,6 +198,17 @@ mkimages.write_png('$BATS_TEST_TMPDIR/thin.png', 2, 300000, 0, 8, [b'\x80\x40'] 
     [[ $stderr == *"img-prep: read 1, wrote 0, skipped 1 (undecodable image 1)"* ]]
 }
 
+@test "img-prep: a progressive JPEG of more than 500 scans is refused as a bomb (PIL decodes it, slowly)" {
+    # scans.jpg: 40 KB, 2048 x 2048, 4000 empty scans, each walking every block.
+    frames "__key__=scans;jpg=@$IMG/scans.jpg;txt=x" "__key__=ok;jpg=@$IMG/prog420.jpg;txt=y" >"$BATS_TEST_TMPDIR/in.mpk"
+    run --separate-stderr img-prep --resolution 64 <"$BATS_TEST_TMPDIR/in.mpk"
+    assert_success
+    [[ $stderr == *"img-prep: record 0 (__key__ scans): skipped: JPEG: more than 500 scans (decompression bomb)"* ]]
+    [[ $stderr == *"img-prep: read 2, wrote 1, skipped 1 (undecodable image 1)"* ]]
+    run /usr/bin/python3 -c "from PIL import Image; print(Image.open('$IMG/scans.jpg').convert('RGB').size)"
+    assert_output "(2048, 2048)"
+}
+
 @test "img-prep: PIL agrees that the corrupt images are unreadable" {
     for f in truncated.jpg no_eoi.jpg garbage.png bad_crc.png truncated.png; do
         run /usr/bin/python3 -c "from PIL import Image; Image.open('$IMG/$f').convert('RGB')"

@@ -64,6 +64,40 @@ def write_adam7(path, pixels, color_type, depth):
         f.write(out)
 
 
+def jpeg_segments(data):
+    """(marker, segment bytes, entropy-coded data after it) of a JPEG, SOI and EOI left out."""
+    i, segs = 2, []
+    while data[i + 1] != 0xD9:
+        m = data[i + 1]
+        n = struct.unpack(">H", data[i + 2:i + 4])[0]
+        seg, i = data[i:i + 2 + n], i + 2 + n
+        j = i
+        if m == 0xDA:  # entropy data runs to the next marker other than a stuffed 0 or RSTn
+            while not (data[j] == 0xFF and data[j + 1] != 0 and not 0xD0 <= data[j + 1] <= 0xD7):
+                j += 1
+        segs.append((m, seg, data[i:j]))
+        i = j
+    return segs
+
+
+def write_scan_bomb(path, w, h, scans):
+    """A progressive grey JPEG of w x h with `scans` empty AC scans after its DC scan."""
+    from io import BytesIO
+    b = BytesIO()
+    Image.new("L", (16, 16), 128).save(b, "JPEG", progressive=True, quality=90)
+    segs = jpeg_segments(b.getvalue())
+    out = b"\xff\xd8"
+    for m, seg, _ in segs:
+        if m == 0xC2:  # SOF2: the size
+            seg = seg[:5] + struct.pack(">HH", h, w) + seg[9:]
+        if m != 0xDA:
+            out += seg
+    sos = [(seg, ent) for m, seg, ent in segs if m == 0xDA]
+    ac = next(seg for seg, _ in sos if seg[5 + 2 * seg[4]] == 1)  # its spectral selection starts at 1
+    with open(path, "wb") as f:
+        f.write(out + sos[0][0] + sos[0][1] + ac * scans + b"\xff\xd9")
+
+
 def main():
     small_files = sys.argv[1] == "--small"
     out = sys.argv[-1]
@@ -135,6 +169,7 @@ def main():
     write_png(j("bomb.png"), 20000, 10000, 0, 8, [b"\0" * 100])  # 200 Mpixel header, PIL's bomb limit
     png = open(j("rgb.png"), "rb").read()
     open(j("truncated.png"), "wb").write(png[: len(png) * 2 // 3])
+    write_scan_bomb(j("scans.jpg"), 2048, 2048, 4000)  # 40 KB, every scan walks 65536 blocks
 
 
 if __name__ == "__main__":
