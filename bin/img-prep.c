@@ -12,6 +12,7 @@
  * seeded by (seed, record index), so output is the same for any --threads. */
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,14 +154,14 @@ static int passes_json_filter(const options *o, const slot *s) {
 /* ---- the transform of one sample ---- */
 
 static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, size_t len) {
-    img_decode_opts dopt = {o->fast_decode ? o->resolution : 0};
+    img_decode_opts dopt = {.fast_min_short = o->fast_decode ? o->resolution : 0};
     rgb_image decoded, resized;
     int stored_w, stored_h, tw, th;
     if (img_decode(bytes, len, &dopt, &decoded, &stored_w, &stored_h, s->why)) return SKIP_BAD_IMAGE;
-    resize_target(stored_w, stored_h, o->resolution, &tw, &th);
-    if ((long long)tw * th > IMG_MAX_PIXELS) {
+    if (resize_target(stored_w, stored_h, o->resolution, &tw, &th) || (long long)tw * th > IMG_MAX_PIXELS) {
         rgb_image_free(&decoded);
-        seterr(s->why, "%dx%d image would resize to %dx%d, too large", stored_w, stored_h, tw, th);
+        seterr(s->why, "%dx%d image would resize to %s%dx%d, too large", stored_w, stored_h,
+               tw == INT_MAX || th == INT_MAX ? "over " : "", tw, th);
         return SKIP_BAD_IMAGE;
     }
     sample_rng rng;

@@ -23,13 +23,16 @@ const char *img_format_name(img_format f) {
     }
 }
 
-int img_check_size(long long w, long long h, char *err) {
+int img_check_size_opts(long long w, long long h, const img_decode_opts *opts, char *err) {
+    long long max = opts && opts->max_pixels > 0 ? opts->max_pixels : IMG_MAX_PIXELS;
     if (w <= 0 || h <= 0) return seterr(err, "image has an empty size %lldx%lld", w, h);
-    if (w * h > IMG_MAX_PIXELS)
+    if (w * h > max)
         return seterr(err, "image too large: %lldx%lld = %lld pixels exceeds the limit of %lld (decompression bomb)", w,
-                      h, w * h, IMG_MAX_PIXELS);
+                      h, w * h, max);
     return 0;
 }
+
+int img_check_size(long long w, long long h, char *err) { return img_check_size_opts(w, h, NULL, err); }
 
 void rgb_image_free(rgb_image *im) {
     free(im->pix);
@@ -43,9 +46,9 @@ int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb
     int rc;
     switch (img_sniff(data, len)) {
     case IMG_JPEG:
-        return img_decode_jpeg(data, len, opts ? opts->fast_min_short : 0, out, stored_w, stored_h, err);
-    case IMG_PNG: rc = img_decode_png(data, len, out, err); break;
-    case IMG_WEBP: rc = img_decode_webp(data, len, out, err); break;
+        return img_decode_jpeg(data, len, opts, out, stored_w, stored_h, err);
+    case IMG_PNG: rc = img_decode_png(data, len, opts, out, err); break;
+    case IMG_WEBP: rc = img_decode_webp(data, len, opts, out, err); break;
     default: return seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
     }
     if (rc == 0) *stored_w = out->width, *stored_h = out->height;

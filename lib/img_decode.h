@@ -27,6 +27,9 @@ typedef struct img_decode_opts {
      * libjpeg's DCT scaling (1/2, 1/4, 1/8) as long as its shorter side stays
      * >= N. Faster, but no longer identical to PIL. */
     int fast_min_short;
+    /* 0: IMG_MAX_PIXELS. N > 0: refuse images of more than N pixels, from
+     * the header, before decoding (the fuzz harness keeps its runs short). */
+    long long max_pixels;
 } img_decode_opts;
 
 img_format img_sniff(const uint8_t *data, size_t len);
@@ -39,13 +42,15 @@ int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb
                int *stored_h, char *err);
 void rgb_image_free(rgb_image *im);
 
-/* The decoders behind img_decode; same contract. */
-int img_decode_jpeg(const uint8_t *data, size_t len, int fast_min_short, rgb_image *out, int *stored_w,
+/* The decoders behind img_decode; same contract (opts may be NULL). */
+int img_decode_jpeg(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
                     int *stored_h, char *err);
-int img_decode_png(const uint8_t *data, size_t len, rgb_image *out, char *err);
-int img_decode_webp(const uint8_t *data, size_t len, rgb_image *out, char *err);
+int img_decode_png(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err);
+int img_decode_webp(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err);
 
-/* The size check every decoder makes from the header. */
+/* The size check every decoder makes from the header: against IMG_MAX_PIXELS,
+ * or against opts->max_pixels where that is set. */
 int img_check_size(long long w, long long h, char *err);
+int img_check_size_opts(long long w, long long h, const img_decode_opts *opts, char *err);
 
 #endif

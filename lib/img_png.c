@@ -128,7 +128,7 @@ typedef struct png_job {
     rgb_image *out;
 } png_job;
 
-static int decode(png_job *j, char *err) {
+static int decode(png_job *j, const img_decode_opts *opts, char *err) {
     png_structp p = j->png;
     png_set_read_fn(p, &j->src, read_bytes);
     png_set_crc_action(p, PNG_CRC_QUIET_USE, PNG_CRC_QUIET_USE);
@@ -136,7 +136,7 @@ static int decode(png_job *j, char *err) {
     png_uint_32 w, h;
     int depth, color_type, interlace;
     png_get_IHDR(p, j->info, &w, &h, &depth, &color_type, &interlace, NULL, NULL);
-    if (img_check_size(w, h, err)) return -1;
+    if (img_check_size_opts(w, h, opts, err)) return -1;
     png_layout L = {color_type, depth, png_get_channels(p, j->info), NULL, 0};
     if (color_type == PNG_COLOR_TYPE_PALETTE && !png_get_PLTE(p, j->info, &L.palette, &L.palette_len))
         L.palette_len = 0;
@@ -154,7 +154,7 @@ static int decode(png_job *j, char *err) {
     return 0;
 }
 
-int img_decode_png(const uint8_t *data, size_t len, rgb_image *out, char *err) {
+int img_decode_png(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
     if (check_header_crcs(data, len, err)) return -1;
     png_job *j = xcalloc(1, sizeof *j);
     j->src = (png_source){.data = data, .len = len, .pos = 0};
@@ -168,7 +168,7 @@ int img_decode_png(const uint8_t *data, size_t len, rgb_image *out, char *err) {
         seterr(err, "PNG: %s", j->src.msg);
         rgb_image_free(out);
     } else {
-        rc = decode(j, err);
+        rc = decode(j, opts, err);
         if (rc) rgb_image_free(out);
     }
     png_destroy_read_struct(&j->png, j->info ? &j->info : NULL, NULL);

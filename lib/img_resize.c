@@ -7,6 +7,7 @@
  * The horizontal pass runs first and rounds to 8 bits; the vertical pass
  * reads that intermediate. Every expression keeps PIL's operand order, since
  * the results must match to the last bit. */
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -85,11 +86,14 @@ int resample_filter_parse(const char *name) {
 
 const char *resample_filter_name(resample_filter f) { return filter_names[f]; }
 
-void resize_target(int w, int h, int r, int *out_w, int *out_h) {
+int resize_target(int w, int h, int r, int *out_w, int *out_h) {
     int shorter = w < h ? w : h, longer = w < h ? h : w;
-    int new_long = (int)((double)((long long)r * longer) / shorter);
+    double exact = (double)((long long)r * longer) / shorter;
+    int fits = exact < (double)INT_MAX + 1; /* else the conversion would be undefined */
+    int new_long = fits ? (int)exact : INT_MAX;
     if (w <= h) *out_w = r, *out_h = new_long;
     else *out_w = new_long, *out_h = r;
+    return fits ? 0 : -1;
 }
 
 

@@ -32,7 +32,9 @@ void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0
 int img_resize_simd(int enable);
 
 /* torchvision's Resize(R) size rule for an int size: the shorter side becomes
- * R, the longer int(R * long / short). */
-void resize_target(int w, int h, int r, int *out_w, int *out_h);
+ * R, the longer int(R * long / short). Returns 0, or -1 where the longer side
+ * would not fit an int (a thin image at a large R: 2 x 300000 at 16384); the
+ * longer side is then INT_MAX. */
+int resize_target(int w, int h, int r, int *out_w, int *out_h);
 
 #endif

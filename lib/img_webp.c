@@ -5,7 +5,12 @@
  * equals WebPDecodeRGB with the default configuration; the alpha channel is
  * dropped without compositing, like convert("RGB"). An animated file gives
  * its first frame composed on a transparent-black canvas, so only those go
- * through the animation decoder. */
+ * through the animation decoder.
+ *
+ * The size is checked from the header before anything is decoded: for an
+ * animation that is the canvas (WebPGetFeatures reports it), which
+ * WebPAnimDecoderNew allocates twice over, 4 bytes a pixel, up to 2^32
+ * pixels (a 100-byte file asked for 2 x 16 GiB). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +20,7 @@
 #include "img_decode.h"
 #include "util.h"
 
-static int first_frame(const uint8_t *data, size_t len, rgb_image *out, char *err) {
+static int first_frame(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
     WebPData blob = {data, len};
     WebPAnimDecoderOptions opt;
     if (!WebPAnimDecoderOptionsInit(&opt)) return seterr(err, "WebP: libwebp version mismatch");
@@ -27,7 +32,7 @@ static int first_frame(const uint8_t *data, size_t len, rgb_image *out, char *er
     int ts, rc = -1;
     if (!WebPAnimDecoderGetInfo(dec, &info)) {
         seterr(err, "WebP: cannot read the animation header");
-    } else if (img_check_size(info.canvas_width, info.canvas_height, err) == 0) {
+    } else if (img_check_size_opts(info.canvas_width, info.canvas_height, opts, err) == 0) {
         if (!WebPAnimDecoderGetNext(dec, &canvas, &ts)) {
             seterr(err, "WebP: cannot decode the first frame");
         } else {
@@ -42,12 +47,12 @@ static int first_frame(const uint8_t *data, size_t len, rgb_image *out, char *er
     return rc;
 }
 
-int img_decode_webp(const uint8_t *data, size_t len, rgb_image *out, char *err) {
+int img_decode_webp(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
     WebPBitstreamFeatures feat;
     VP8StatusCode st = WebPGetFeatures(data, len, &feat);
     if (st != VP8_STATUS_OK) return seterr(err, "WebP: cannot read the header (libwebp status %d)", (int)st);
-    if (feat.has_animation) return first_frame(data, len, out, err);
-    if (img_check_size(feat.width, feat.height, err)) return -1;
+    if (img_check_size_opts(feat.width, feat.height, opts, err)) return -1;
+    if (feat.has_animation) return first_frame(data, len, opts, out, err);
     int w = 0, h = 0;
     uint8_t *rgb = WebPDecodeRGB(data, len, &w, &h);
     if (!rgb) return seterr(err, "WebP: cannot decode the image (corrupt or truncated)");

@@ -162,6 +162,53 @@ print(r['__url__'], r['json'], r['cls'], r['caption'])"
     assert_line "img-prep: read 15, wrote 2, skipped 13 (no image 1, no caption 1, caption not UTF-8 3, undecodable image 8)"
 }
 
+# anim.webp with its VP8X canvas set to W x H (the frames stay as they are).
+webp_canvas() {
+    /usr/bin/python3 - "$IMG/anim.webp" "$1" "$2" "$3" <<'EOF'
+import sys
+d = bytearray(open(sys.argv[1], "rb").read())
+i = d.index(b"VP8X")
+d[i + 12:i + 15] = (int(sys.argv[3]) - 1).to_bytes(3, "little")
+d[i + 15:i + 18] = (int(sys.argv[4]) - 1).to_bytes(3, "little")
+open(sys.argv[2], "wb").write(d)
+EOF
+}
+
+@test "img-prep: an animated WebP with a bomb of a canvas is refused from its header, before any allocation" {
+    # 65535 x 65535: libwebp's animation decoder would calloc 2 x 16 GiB for it.
+    webp_canvas "$BATS_TEST_TMPDIR/big.webp" 65535 65535
+    frames "__key__=bigcanvas;webp=@$BATS_TEST_TMPDIR/big.webp;txt=x" "__key__=ok;webp=@$IMG/anim.webp;txt=y" \
+        >"$BATS_TEST_TMPDIR/in.mpk"
+    run --separate-stderr bash -c "ulimit -v 2000000; img-prep --resolution 64 <'$BATS_TEST_TMPDIR/in.mpk' >'$BATS_TEST_TMPDIR/out.mpk'"
+    assert_success
+    [[ $stderr == *"img-prep: record 0 (__key__ bigcanvas): skipped: image too large: 65535x65535 = 4294836225 pixels exceeds the limit of 178956970 (decompression bomb)"* ]]
+    run show "$BATS_TEST_TMPDIR/out.mpk"
+    assert_equal "${#lines[@]}" 1
+    assert_line --regexp "^ok "
+}
+
+@test "img-prep: a thin image whose long side would not fit an int at the resolution is skipped, not fatal" {
+    # 2 x 300000 at 16384: the long side would be 2457600000 pixels.
+    /usr/bin/python3 -c "import sys; sys.path.insert(0, '$H'); import mkimages
+mkimages.write_png('$BATS_TEST_TMPDIR/thin.png', 2, 300000, 0, 8, [b'\x80\x40'] * 300000)"
+    frames "__key__=thin;png=@$BATS_TEST_TMPDIR/thin.png;txt=x" >"$BATS_TEST_TMPDIR/in.mpk"
+    run --separate-stderr img-prep --resolution 16384 --threads 1 <"$BATS_TEST_TMPDIR/in.mpk"
+    assert_success
+    [[ $stderr == *"img-prep: record 0 (__key__ thin): skipped: 2x300000 image would resize to over 16384x2147483647, too large"* ]]
+    [[ $stderr == *"img-prep: read 1, wrote 0, skipped 1 (undecodable image 1)"* ]]
+}
+
+@test "img-prep: a progressive JPEG of more than 500 scans is refused as a bomb (PIL decodes it, slowly)" {
+    # scans.jpg: 40 KB, 2048 x 2048, 4000 empty scans, each walking every block.
+    frames "__key__=scans;jpg=@$IMG/scans.jpg;txt=x" "__key__=ok;jpg=@$IMG/prog420.jpg;txt=y" >"$BATS_TEST_TMPDIR/in.mpk"
+    run --separate-stderr img-prep --resolution 64 <"$BATS_TEST_TMPDIR/in.mpk"
+    assert_success
+    [[ $stderr == *"img-prep: record 0 (__key__ scans): skipped: JPEG: more than 500 scans (decompression bomb)"* ]]
+    [[ $stderr == *"img-prep: read 2, wrote 1, skipped 1 (undecodable image 1)"* ]]
+    run /usr/bin/python3 -c "from PIL import Image; print(Image.open('$IMG/scans.jpg').convert('RGB').size)"
+    assert_output "(2048, 2048)"
+}
+
 @test "img-prep: PIL agrees that the corrupt images are unreadable" {
     for f in truncated.jpg no_eoi.jpg garbage.png bad_crc.png truncated.png; do
         run /usr/bin/python3 -c "from PIL import Image; Image.open('$IMG/$f').convert('RGB')"

@@ -18,7 +18,7 @@ FUZZ_CFLAGS  := -g -O1 $(FUZZ_SAN) -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Ilib
                 -DLCM_VERSION='"$(VERSION)"'
 FUZZ_OPTS    ?= -rss_limit_mb=2048 -malloc_limit_mb=2048 -max_len=65536 -timeout=20 -print_final_stats=1
 # The safetensors harness only where its reader exists.
-FUZZ_TARGETS ?= fuzz_frame $(if $(wildcard lib/safetensors*.c),fuzz_safetensors)
+FUZZ_TARGETS ?= fuzz_frame $(if $(wildcard lib/safetensors*.c),fuzz_safetensors) fuzz_image
 FUZZ_LIB_OBJ := $(LIB_SRC:lib/%.c=$(FUZZ_BUILD)/lib/%.o)
 FUZZ_BINS    := $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/%)
 

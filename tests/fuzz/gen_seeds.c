@@ -2,14 +2,18 @@
  *
  *   gen_seeds frame DIR         valid streams from the frame writer, plus edge cases
  *   gen_seeds safetensors DIR   small valid and broken safetensors files
+ *   gen_seeds image DIR         tests/e2e/helpers/mkimages.py --small's images
  *
  * Frame seeds start with fuzz_frame's control byte (record limit and chunk
- * size), then the stream. */
+ * size), then the stream; image seeds with fuzz_image's three control bytes
+ * (resolution, filter, crop/flip/fast-decode flags), then the file. */
+#include <dirent.h>
 #include <msgpack.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "frame.h"
@@ -172,13 +176,62 @@ static void safetensors_seeds(const char *dir) {
     save(dir, "short", 0, "\x10\0\0\0", 4, 0);
 }
 
+/* Runs mkimages.py --small into a temporary directory; returns its path. */
+static char *make_images(void) {
+    const char *top = getenv("LCM_TOP");
+    char *script = path_join(top ? top : ".", "tests/e2e/helpers/mkimages.py");
+    char *tmp = xstrdup("/tmp/lcm-seeds-XXXXXX");
+    if (!mkdtemp(tmp)) die("%s: cannot create", tmp);
+    pid_t pid = fork();
+    if (pid < 0) die("cannot fork");
+    if (pid == 0) {
+        execl("/usr/bin/python3", "python3", script, "--small", tmp, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status))
+        die("%s --small failed", script);
+    free(script);
+    return tmp;
+}
+
+static int by_name(const struct dirent **a, const struct dirent **b) { return strcmp((*a)->d_name, (*b)->d_name); }
+
+static int not_hidden(const struct dirent *d) { return d->d_name[0] != '.'; }
+
+/* Each image twice: once upscaled (resolution 64), once downscaled
+ * (resolution 17), with filters and flags varying from file to file. */
+static void image_seeds(const char *dir) {
+    char *tmp = make_images(), err[LCM_ERRLEN];
+    struct dirent **names;
+    int n = scandir(tmp, &names, not_hidden, by_name);
+    if (n < 0) die("%s: cannot list", tmp);
+    for (int i = 0; i < n; i++) {
+        char *path = path_join(tmp, names[i]->d_name), *data, name[300];
+        size_t len;
+        if (read_file(path, &data, &len, err)) die("%s", err);
+        uint8_t *buf = xmalloc(len + 3);
+        memcpy(buf + 3, data, len);
+        buf[0] = 63, buf[1] = (uint8_t)(i % 6), buf[2] = (uint8_t)(i % 8 | i << 3);
+        save(dir, names[i]->d_name, 0, buf, len + 3, 0);
+        buf[0] = 16, buf[1] = (uint8_t)((i + 3) % 6), buf[2] = (uint8_t)((i + 5) % 8);
+        snprintf(name, sizeof name, "%s-down", names[i]->d_name);
+        save(dir, name, 0, buf, len + 3, 0);
+        free(buf), free(data), free(path), free(names[i]);
+    }
+    free(names);
+    if (rm_rf(tmp)) die("%s: cannot remove", tmp);
+    free(tmp);
+}
+
 int main(int argc, char **argv) {
     lcm_init(argv[0]);
-    if (argc != 3) die_usage("usage: gen_seeds frame|safetensors DIR");
+    if (argc != 3) die_usage("usage: gen_seeds frame|safetensors|image DIR");
     char err[LCM_ERRLEN];
     if (mkdir_p(argv[2], err)) die("%s", err);
     if (!strcmp(argv[1], "frame")) frame_seeds(argv[2]);
     else if (!strcmp(argv[1], "safetensors")) safetensors_seeds(argv[2]);
+    else if (!strcmp(argv[1], "image")) image_seeds(argv[2]);
     else die_usage("unknown target '%s'", argv[1]);
     return 0;
 }

@@ -1,6 +1,7 @@
 /* test_img_prep.c - UTF-8 validation, torchvision's size rule, crop
  * placement, the per-sample generator, normalisation and resampler
  * invariants. Pixel exactness against PIL is tested in tests/e2e/img-prep.bats. */
+#include <limits.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include "img_decode.h"
 #include "img_prep.h"
 #include "img_resize.h"
+
 #include "test.h"
 #include "utf8_valid.h"
 
@@ -46,6 +48,13 @@ TEST(torchvision_size_rule) {
     CHECK(w == 64 && h == 64);
     resize_target(4352, 2448, 512, &w, &h);
     CHECK(w == 910 && h == 512); /* 910.22 truncated */
+    CHECK(resize_target(2, 300000, 16384, &w, &h) == -1); /* 2457600000: beyond an int */
+    CHECK(w == 16384 && h == INT_MAX);
+    CHECK(resize_target(300000, 2, 16384, &w, &h) == -1);
+    CHECK(w == INT_MAX && h == 16384);
+    CHECK(resize_target(1, 131071, 16384, &w, &h) == 0); /* 2^31 - 2^14: still fits */
+    CHECK(w == 16384 && h == 2147467264);
+    CHECK(resize_target(1, 131072, 16384, &w, &h) == -1); /* 2^31 */
 }
 
 TEST(center_crop_rounds_half_to_even) {

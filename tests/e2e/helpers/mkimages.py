@@ -3,8 +3,10 @@
 lomiri-wallpapers-16.04 package): PIL-written JPEG/PNG/WebP variants and a few
 PNG layouts PIL cannot write (16-bit colour, 4-bit grey, palette indices
 beyond PLTE), written by a minimal encoder here, plus corrupt files.
+With --small, the same files from thumbnails of a few dozen pixels, plus a
+4:4:4 JPEG: the seeds of tests/fuzz/fuzz_image.c (gen_seeds image).
 
-usage: mkimages.py OUTDIR
+usage: mkimages.py [--small] OUTDIR
 """
 import os
 import struct
@@ -62,14 +64,51 @@ def write_adam7(path, pixels, color_type, depth):
         f.write(out)
 
 
+def jpeg_segments(data):
+    """(marker, segment bytes, entropy-coded data after it) of a JPEG, SOI and EOI left out."""
+    i, segs = 2, []
+    while data[i + 1] != 0xD9:
+        m = data[i + 1]
+        n = struct.unpack(">H", data[i + 2:i + 4])[0]
+        seg, i = data[i:i + 2 + n], i + 2 + n
+        j = i
+        if m == 0xDA:  # entropy data runs to the next marker other than a stuffed 0 or RSTn
+            while not (data[j] == 0xFF and data[j + 1] != 0 and not 0xD0 <= data[j + 1] <= 0xD7):
+                j += 1
+        segs.append((m, seg, data[i:j]))
+        i = j
+    return segs
+
+
+def write_scan_bomb(path, w, h, scans):
+    """A progressive grey JPEG of w x h with `scans` empty AC scans after its DC scan."""
+    from io import BytesIO
+    b = BytesIO()
+    Image.new("L", (16, 16), 128).save(b, "JPEG", progressive=True, quality=90)
+    segs = jpeg_segments(b.getvalue())
+    out = b"\xff\xd8"
+    for m, seg, _ in segs:
+        if m == 0xC2:  # SOF2: the size
+            seg = seg[:5] + struct.pack(">HH", h, w) + seg[9:]
+        if m != 0xDA:
+            out += seg
+    sos = [(seg, ent) for m, seg, ent in segs if m == 0xDA]
+    ac = next(seg for seg, _ in sos if seg[5 + 2 * seg[4]] == 1)  # its spectral selection starts at 1
+    with open(path, "wb") as f:
+        f.write(out + sos[0][0] + sos[0][1] + ac * scans + b"\xff\xd9")
+
+
 def main():
-    out = sys.argv[1]
+    small_files = sys.argv[1] == "--small"
+    out = sys.argv[-1]
     os.makedirs(out, exist_ok=True)
     j = lambda n: os.path.join(out, n)
     src = Image.open(os.path.join(PHOTOS, "Picture_1A_by_freespace.jpg")).convert("RGB")
-    mid = src.resize((700, 551), Image.LANCZOS)        # landscape, downscaled to 512 short side
-    small = src.resize((300, 236), Image.BICUBIC)      # upscaled by img-prep
-    tall = src.crop((200, 0, 733, 1074)).resize((333, 671), Image.BILINEAR)  # portrait, odd sizes
+    # landscape, downscaled to 512 short side; upscaled by img-prep; portrait, odd sizes
+    sizes = [(61, 48), (26, 20), (29, 59)] if small_files else [(700, 551), (300, 236), (333, 671)]
+    mid = src.resize(sizes[0], Image.LANCZOS)
+    small = src.resize(sizes[1], Image.BICUBIC)
+    tall = src.crop((200, 0, 733, 1074)).resize(sizes[2], Image.BILINEAR)
     a = np.asarray(mid)
     h, w = a.shape[:2]
 
@@ -98,8 +137,8 @@ def main():
     plte = bytes(np.random.default_rng(1).integers(0, 256, 64 * 3, dtype=np.uint8))
     write_png(j("palette_oob.png"), w, h, 3, 8, [r.tobytes() for r in idx], plte)
 
-    write_adam7(j("adam7.png"), a[:, :699], 2, 8)  # odd width
-    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[:550, :] > 128).astype(np.uint8), 0, 1)
+    write_adam7(j("adam7.png"), a[:, : (w - 1) | 1], 2, 8)  # odd width
+    write_adam7(j("adam7_grey1.png"), (np.asarray(mid.convert("L"))[: h - 1, :] > 128).astype(np.uint8), 0, 1)
     png = bytearray(open(j("rgb.png"), "rb").read())
     at = png.index(b"IDAT") + 4
     at += struct.unpack(">I", png[at - 8:at - 4])[0]
@@ -115,7 +154,9 @@ def main():
     mid.save(j("lossless.webp"), lossless=True)
     Image.fromarray(np.dstack([a, alpha])).save(j("alpha.webp"), quality=80)
     Image.fromarray(np.dstack([a, alpha])).save(j("alpha_lossless.webp"), lossless=True)
-    mid.save(j("anim.webp"), save_all=True, append_images=[small.resize((700, 551))], duration=100)
+    mid.save(j("anim.webp"), save_all=True, append_images=[small.resize(mid.size)], duration=100)
+    if small_files:
+        mid.save(j("q444.jpg"), quality=90, subsampling=0)
     mid.save(j("photo.gif"))
 
     good = open(j("q90.jpg"), "rb").read()
@@ -128,6 +169,7 @@ def main():
     write_png(j("bomb.png"), 20000, 10000, 0, 8, [b"\0" * 100])  # 200 Mpixel header, PIL's bomb limit
     png = open(j("rgb.png"), "rb").read()
     open(j("truncated.png"), "wb").write(png[: len(png) * 2 // 3])
+    write_scan_bomb(j("scans.jpg"), 2048, 2048, 4000)  # 40 KB, every scan walks 65536 blocks
 
 
 if __name__ == "__main__":
