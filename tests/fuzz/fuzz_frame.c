@@ -27,15 +27,7 @@
 #include "tensor.h"
 #include "util.h"
 
-#ifndef FUZZ_CHECK
-#define FUZZ_CHECK(cond)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-#endif
+#include "fuzz_check.h"
 
 static const size_t chunk_sizes[16] = {1, 2, 3, 5, 7, 13, 31, 64, 100, 255, 512, 1000, 1500, 2048, 3000, 4096};
 

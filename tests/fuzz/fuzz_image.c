@@ -37,15 +37,7 @@
 #include "img_resize.h"
 #include "util.h"
 
-#ifndef FUZZ_CHECK
-#define FUZZ_CHECK(cond)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-#endif
+#include "fuzz_check.h"
 
 /* 4 Mpixels (2048 x 2048): larger images only cost time, the code paths are
  * the same. img-prep itself refuses above IMG_MAX_PIXELS (PIL's limit). */

@@ -17,15 +17,7 @@
 #include "tensor.h"
 #include "util.h"
 
-#ifndef FUZZ_CHECK
-#define FUZZ_CHECK(cond)                                                                  \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);      \
-            abort();                                                                      \
-        }                                                                                 \
-    } while (0)
-#endif
+#include "fuzz_check.h"
 
 static volatile unsigned st_fuzz_sink;
 
