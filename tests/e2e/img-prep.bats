@@ -179,7 +179,12 @@ EOF
     webp_canvas "$BATS_TEST_TMPDIR/big.webp" 65535 65535
     frames "__key__=bigcanvas;webp=@$BATS_TEST_TMPDIR/big.webp;txt=x" "__key__=ok;webp=@$IMG/anim.webp;txt=y" \
         >"$BATS_TEST_TMPDIR/in.mpk"
-    run --separate-stderr bash -c "ulimit -v 2000000; img-prep --resolution 64 <'$BATS_TEST_TMPDIR/in.mpk' >'$BATS_TEST_TMPDIR/out.mpk'"
+    # A 2 GB address-space limit makes any such allocation fail; AddressSanitizer
+    # builds (make test SANITIZE=1) reserve terabytes of shadow memory, so there
+    # the limit is left off and the message alone is checked.
+    local limit="ulimit -v 2000000;"
+    ldd "$(command -v img-prep)" | grep -q libasan && limit=
+    run --separate-stderr bash -c "$limit img-prep --resolution 64 <'$BATS_TEST_TMPDIR/in.mpk' >'$BATS_TEST_TMPDIR/out.mpk'"
     assert_success
     [[ $stderr == *"img-prep: record 0 (__key__ bigcanvas): skipped: image too large: 65535x65535 = 4294836225 pixels exceeds the limit of 178956970 (decompression bomb)"* ]]
     run show "$BATS_TEST_TMPDIR/out.mpk"
