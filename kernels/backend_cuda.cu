@@ -49,6 +49,12 @@ static void cuda_upload(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaM
 static void cuda_download(void *dst, const void *src, size_t n) { CUDA_CHECK(cudaMemcpy(dst, src, n, cudaMemcpyDeviceToHost)); }
 static void cuda_synchronize(void) { CUDA_CHECK(cudaDeviceSynchronize()); }
 
+static size_t cuda_memory_in_use(void) {
+    size_t free_bytes = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total));
+    return total - free_bytes;
+}
+
 __global__ void k_fill(float *p, float v, int64_t n) { GRID_STRIDE(i, n) p[i] = v; }
 
 static void cuda_fill(tensor *t, float value) {
@@ -249,6 +255,7 @@ static const backend cuda_backend = {
         cuda_adamw,                        /* adamw (optim.cu) */
         cuda_sumsq,                        /* sumsq (optim.cu) */
     },
+    cuda_memory_in_use,                    /* memory_in_use */
 };
 
 extern "C" const backend *backend_cuda(void) { return &cuda_backend; }

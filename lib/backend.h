@@ -77,6 +77,11 @@ typedef struct backend {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*synchronize)(void);
     backend_ops ops;
+    /* Device memory in use, in bytes (all of the device's, as the driver
+     * reports it), or NULL where there is no device (CPU). The backend's
+     * buffers only grow, so after a training step this less what was in use
+     * before the models were loaded is the step's peak (benchmarks). */
+    size_t (*memory_in_use)(void);
 } backend;
 
 const backend *backend_cpu(void);

@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
     const backend *be = backend_by_name(argc > 5 ? argv[5] : "cpu", err);
     if (!be) die("%s", err);
     unet_model teacher, student, target;
+    size_t device_before = be->memory_in_use ? be->memory_in_use() : 0;
     load_models(argv[1], be, &teacher, &student, &target);
     noise_schedule ns;
     if (schedule_make(&ns, 1000, 0.00085, 0.012, "scaled_linear", err)) die("%s", err);
@@ -81,7 +82,10 @@ int main(int argc, char **argv) {
     }
     int64_t n = 0;
     for (int i = 0; i < student.ps.n; i++) n += tensor_numel(&student.ps.p[i]->value);
-    printf("{\"s\": %.4f, \"peak_mb\": %.0f, \"params\": %lld, \"loss\": %.6g}\n", best, bench_peak_mb(), (long long)n, loss);
+    /* On a GPU: the device memory the run added (models, optimizer, arenas, scratch, library handles). */
+    double gpu_mb = be->memory_in_use ? (double)(be->memory_in_use() - device_before) / (1 << 20) : 0;
+    printf("{\"s\": %.4f, \"peak_mb\": %.0f, \"gpu_mb\": %.0f, \"params\": %lld, \"loss\": %.6g}\n", best, bench_peak_mb(),
+           gpu_mb, (long long)n, loss);
     adamw_free(&opt);
     lcd_free(&tr);
     free(tr.uncond), free(b.x0), free(b.noise), free(b.prompt), free(b.index), free(b.w);

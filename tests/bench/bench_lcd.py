@@ -131,6 +131,7 @@ def main():
     r = {"s": round(best, 4), "peak_mb": round(peak_mb()), "params": n, "loss": loss}
     if cuda:
         r["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
+        r["gpu_reserved_mb"] = round(torch.cuda.max_memory_reserved() / 2**20)  # with the caching allocator's slack
         r["device"] = torch.cuda.get_device_name()
         r["torch"] = torch.__version__
     print(json.dumps(r))
