@@ -39,9 +39,10 @@ bench-ops: $(BUILD)/bench/bench_ops
 	scripts/reference/setup
 	BENCH_BIN=$(BUILD)/bench/bench_ops tests/bench/run-ops $(OPS)
 
-# ---- bench-gpu: the LCD step on the CUDA backend against PyTorch on the same GPU ----
+# ---- bench-gpu: the LCD step and LCM sampling on the CUDA backend against PyTorch on the same GPU ----
 # Run by scripts/gpu-check on a machine with a GPU, whose python3 has torch
 # and diffusers (PYTHON= picks another).
 .PHONY: bench-gpu
-bench-gpu: $(BUILD)/bench/bench_lcd
+bench-gpu: all $(BUILD)/bench/bench_lcd
 	BENCH_BIN=$(BUILD)/bench/bench_lcd tests/bench/run-lcd-gpu
+	tests/bench/run-sample-gpu
