@@ -39,10 +39,11 @@ bench-ops: $(BUILD)/bench/bench_ops
 	scripts/reference/setup
 	BENCH_BIN=$(BUILD)/bench/bench_ops tests/bench/run-ops $(OPS)
 
-# ---- bench-gpu: the LCD step and LCM sampling on the CUDA backend against PyTorch on the same GPU ----
+# ---- bench-gpu: the LCD step, the encoders and LCM sampling on the CUDA backend against PyTorch on the same GPU ----
 # Run by scripts/gpu-check on a machine with a GPU, whose python3 has torch
 # and diffusers (PYTHON= picks another).
 .PHONY: bench-gpu
-bench-gpu: all $(BUILD)/bench/bench_lcd
+bench-gpu: all $(BUILD)/bench/bench_lcd $(BUILD)/bench/bench_encoders
 	BENCH_BIN=$(BUILD)/bench/bench_lcd tests/bench/run-lcd-gpu
+	BENCH_BIN=$(BUILD)/bench/bench_encoders tests/bench/run-encoders-gpu
 	tests/bench/run-sample-gpu
