@@ -156,7 +156,7 @@ static void run_att_d256_causal_bwd(const backend *be, tensor **in, tensor *out)
 static void run_att_dq_only(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 2, 1, 1); }
 static void run_att_dv_only(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 2, 0, 4); }
 /* 8 heads over Lk near 2000: many key tiles and query tiles; for the
- * cuBLAS-strip attention of branch cudaattn (16 Mi scores a strip), more than
+ * cuBLAS-strip attention of commit c630f8f (16 Mi scores a strip), more than
  * one query strip, the last one partial. */
 static void run_att_strips(const backend *be, tensor **in, tensor *out) { attention_fwd(in, out, 8, 0); }
 static void run_att_strips_bwd(const backend *be, tensor **in, tensor *out) { attention_bwd(be, in, out, 8, 0, 7); }
@@ -247,7 +247,7 @@ static const cuda_case cases[] = {
     {"attention_backward_dq_only", run_att_dq_only, 4, {{2, 40, 32}, {2, 40, 32}, {2, 40, 32}, {2, 40, 32}}, {3 * 2 * 40 * 32}, 1e-5},
     {"attention_backward_dv_only", run_att_dv_only, 4, {{2, 40, 32}, {2, 33, 32}, {2, 33, 32}, {2, 40, 32}},
      {2 * 40 * 32 + 2 * 2 * 33 * 32}, 1e-5},
-    /* cuBLAS strips (branch cudaattn): 838 rows (3: the last 323), 911 (3: the last 278), 1049 (3 per
+    /* cuBLAS strips (commit c630f8f): 838 rows (3: the last 323), 911 (3: the last 278), 1049 (3 per
      * batch element: causal, keys up to 1049 in the first, all 1999 after) */
     {"attention_strips_lq_lt_lk", run_att_strips, 3, {{1, 1999, 64}, {1, 2500, 64}, {1, 2500, 96}}, {ATT_FWD(1, 1999, 96, 8)},
      1e-5},
