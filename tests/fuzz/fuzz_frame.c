@@ -31,16 +31,6 @@
 
 static const size_t chunk_sizes[16] = {1, 2, 3, 5, 7, 13, 31, 64, 100, 255, 512, 1000, 1500, 2048, 3000, 4096};
 
-/* A volatile sink so that reads of every byte are not optimised away. */
-static volatile unsigned fuzz_sink;
-
-static void touch_bytes(const void *p, size_t n) {
-    const uint8_t *b = p;
-    unsigned h = 0;
-    for (size_t i = 0; i < n; i++) h = h * 31 + b[i];
-    fuzz_sink += h;
-}
-
 /* A NUL-terminated copy of an entry's key; NULL if the key holds a NUL. */
 static char *key_cstr(const frame_entry *e) {
     if (memchr(e->key, 0, e->key_len)) return NULL;
@@ -55,7 +45,7 @@ static void touch_tensor(const frame_value *v) {
     FUZZ_CHECK(t->ndim >= 0 && t->ndim <= TENSOR_MAXDIM);
     int64_t n = shape_numel(t->ndim, t->shape);
     FUZZ_CHECK(n >= 0 && (size_t)n * dtype_size(t->dtype) == t->nbytes);
-    touch_bytes(t->data, t->nbytes);
+    fuzz_touch(t->data, t->nbytes);
 
     tensor view;
     if (frame_tensor_view(v, t->dtype, &view) == 0) {
@@ -71,7 +61,7 @@ static void touch_tensor(const frame_value *v) {
     int64_t flat = n;
     tensor *f = tensor_new(NULL, DT_F32, 1, &flat);
     FUZZ_CHECK(frame_tensor_copy(v, f, err) == 0);
-    touch_bytes(f->data, tensor_nbytes(f));
+    fuzz_touch(f->data, tensor_nbytes(f));
     tensor_free(f);
     /* A wrong element count is refused. */
     int64_t wrong = n + 1;
@@ -85,11 +75,11 @@ static void touch_frame(const frame *f, const uint8_t *rec, size_t size) {
     for (int i = 0; i < f->n; i++) {
         const frame_entry *e = &f->entries[i];
         const frame_value *v = &e->value;
-        touch_bytes(e->key, e->key_len);
+        fuzz_touch(e->key, e->key_len);
         FUZZ_CHECK(v->raw >= rec && v->raw_len >= 1 && v->raw + v->raw_len <= rec + size);
-        touch_bytes(v->raw, v->raw_len);
+        fuzz_touch(v->raw, v->raw_len);
         switch (v->kind) {
-        case FV_STR: case FV_BIN: case FV_EXT: touch_bytes(v->v.bytes.ptr, v->v.bytes.len); break;
+        case FV_STR: case FV_BIN: case FV_EXT: fuzz_touch(v->v.bytes.ptr, v->v.bytes.len); break;
         case FV_TENSOR: touch_tensor(v); break;
         default: break;
         }

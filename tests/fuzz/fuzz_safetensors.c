@@ -19,28 +19,19 @@
 
 #include "fuzz_check.h"
 
-static volatile unsigned st_fuzz_sink;
-
-static void st_fuzz_touch(const void *p, size_t n) {
-    const uint8_t *b = p;
-    unsigned h = 0;
-    for (size_t i = 0; i < n; i++) h = h * 31 + b[i];
-    st_fuzz_sink += h;
-}
-
 static void st_fuzz_check_tensor(const st_file *f, const st_tensor *t) {
     FUZZ_CHECK(t->name && t->ndim >= 0 && t->ndim <= TENSOR_MAXDIM);
     int64_t n = shape_numel(t->ndim, t->shape);
     FUZZ_CHECK(n >= 0 && (size_t)n * dtype_size(t->dtype) == t->nbytes);
     FUZZ_CHECK(t->offset <= st_file_size(f) && t->nbytes <= st_file_size(f) - t->offset);
-    st_fuzz_touch(t->name, strlen(t->name));
-    st_fuzz_touch(t->data, t->nbytes);
+    fuzz_touch(t->name, strlen(t->name));
+    fuzz_touch(t->data, t->nbytes);
     FUZZ_CHECK(st_find(f, t->name) == t);
 
     char err[LCM_ERRLEN];
     tensor *dst = tensor_new(NULL, DT_F32, 1, &n);
     FUZZ_CHECK(st_tensor_copy(t, dst, err) == 0);
-    st_fuzz_touch(dst->data, tensor_nbytes(dst));
+    fuzz_touch(dst->data, tensor_nbytes(dst));
     tensor_free(dst);
 }
 
@@ -72,8 +63,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len) {
     for (int i = 0; i < st_meta_count(f); i++) {
         const char *k, *v;
         st_meta_at(f, i, &k, &v);
-        st_fuzz_touch(k, strlen(k));
-        st_fuzz_touch(v, strlen(v));
+        fuzz_touch(k, strlen(k));
+        fuzz_touch(v, strlen(v));
         FUZZ_CHECK(st_meta_get(f, k) == v);
     }
     st_close(f);
