@@ -20,20 +20,10 @@ from pathlib import Path
 
 import torch
 
+from bench_mem import peak_mb, peak_reset
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts" / "reference"))
 import golden_lcd as L  # noqa: E402
-
-
-def peak_reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def main():

@@ -17,17 +17,7 @@ import time
 import torch
 from diffusers import UNet2DConditionModel
 
-
-def peak_reset():
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")
-
-
-def peak_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+from bench_mem import peak_mb, peak_reset
 
 
 def main():
