@@ -45,6 +45,13 @@ tensor params_values(const params *ps) {
     return tensor_view(ps->backend, DT_F32, 1, (int64_t[]){(int64_t)ps->total}, ps->data);
 }
 
+float *params_values_to_host(const params *ps) {
+    float *host = xmalloc(sizeof(float) * ps->total);
+    tensor all = params_values(ps);
+    tensor_to_host(&all, host);
+    return host;
+}
+
 tensor params_grads(const params *ps) {
     return tensor_view(ps->backend, DT_F32, 1, (int64_t[]){(int64_t)ps->total}, ps->grad);
 }

@@ -50,5 +50,7 @@ void ema_update(params *target, const params *src, float decay);
 /* Flat views of a store's buffers. */
 tensor params_values(const params *ps);
 tensor params_grads(const params *ps);
+/* A malloc'ed host copy of a store's values (on CUDA they live on the device). */
+float *params_values_to_host(const params *ps);
 
 #endif

@@ -153,9 +153,7 @@ int unet_lora_load(unet_lora *l, const char *path, char *err) {
 }
 
 int unet_lora_save(const unet_lora *l, const char *path, char *err) {
-    float *host = xmalloc(l->ps.total * sizeof(float));
-    tensor all = params_values(&l->ps);
-    tensor_to_host(&all, host);
+    float *host = params_values_to_host(&l->ps);
     st_entry *e = xcalloc((size_t)l->ps.n, sizeof *e);
     char **names = xcalloc((size_t)l->ps.n, sizeof *names);
     for (int i = 0; i < l->ps.n; i++) {
@@ -305,10 +303,7 @@ int unet_lora_open(unet_lora *l, const unet_model *m, const char *path, float lo
 void unet_lora_merge(unet_model *m, const unet_lora *l) {
     if (m->ps.total != l->base_total) die("unet: LoRA adapters made for another UNet configuration");
     if (m->lora) die("unet: merging adapters into a model that has adapters attached");
-    float *w = xmalloc(m->ps.total * sizeof(float)), *ab = xmalloc(l->ps.total * sizeof(float));
-    tensor all = params_values(&m->ps), lall = params_values(&l->ps);
-    tensor_to_host(&all, w);
-    tensor_to_host(&lall, ab);
+    float *w = params_values_to_host(&m->ps), *ab = params_values_to_host(&l->ps);
     int r = l->rank;
     for (int i = 0; i < l->n; i++) {
         const unet_lora_module *md = &l->mods[i];
@@ -322,6 +317,7 @@ void unet_lora_merge(unet_model *m, const unet_lora *l) {
                 W[o * cols + c] += l->scale * (float)d;
             }
     }
+    tensor all = params_values(&m->ps);
     tensor_from_host(&all, w);
     free(w), free(ab);
 }

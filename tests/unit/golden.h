@@ -47,9 +47,7 @@ static inline double update_error(const params *now, const float *init, const fl
     param **sorted = xmalloc(sizeof(param *) * (size_t)now->n);
     memcpy(sorted, now->p, sizeof(param *) * (size_t)now->n);
     qsort(sorted, (size_t)now->n, sizeof *sorted, golden_by_name);
-    float *values = xmalloc(now->total * 4);
-    tensor all = params_values(now);
-    tensor_to_host(&all, values);
+    float *values = params_values_to_host(now);
     double num = 0, den = 0;
     size_t k = 0;
     for (int i = 0; i < now->n && k < n_delta; i++) {

@@ -34,9 +34,7 @@ static void run_case(const char *name, const char *teacher_dir, loss_kind loss, 
     params init;
     params_init(&init);
     init.total = student.ps.total;
-    init.data = xmalloc(init.total * 4);
-    tensor iv = tensor_view(NULL, DT_F32, 1, (int64_t[]){(int64_t)init.total}, init.data), sv = params_values(&student.ps);
-    tensor_copy(&iv, &sv);
+    init.data = params_values_to_host(&student.ps);
 
     noise_schedule ns;
     snprintf(p, sizeof p, "%s/tests/fixtures/lcd/%s/scheduler/scheduler_config.json", top, teacher_dir);

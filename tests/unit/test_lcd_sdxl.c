@@ -49,9 +49,7 @@ static void run_case(const char *name, loss_kind loss, int steps, int fix, int r
     snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/student_init", top);
     CHECKF(unet_load(&student, p, backend_default(), 1, err) == 0, "%s", err);
     CHECKF(unet_load(&target, p, backend_default(), 0, err) == 0, "%s", err);
-    float *init = xmalloc(student.ps.total * 4);
-    tensor iv = tensor_view(NULL, DT_F32, 1, (int64_t[]){(int64_t)student.ps.total}, init), sv = params_values(&student.ps);
-    tensor_copy(&iv, &sv);
+    float *init = params_values_to_host(&student.ps);
 
     noise_schedule ns;
     snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/teacher/scheduler/scheduler_config.json", top);

@@ -22,14 +22,6 @@ static char top[900];
 
 static void fixture(char *buf, size_t n, const char *rel) { snprintf(buf, n, "%s/tests/fixtures/%s", top, rel); }
 
-/* A host copy of a store's values (on CUDA they live on the device). */
-static float *host_values(const params *ps) {
-    float *v = xmalloc(ps->total * 4);
-    tensor all = params_values(ps);
-    tensor_to_host(&all, v);
-    return v;
-}
-
 /* Device-side tensors for the forward pass, filled from host arrays. */
 static tensor *device_copy(const backend *be, int ndim, const int64_t *shape, const float *host) {
     tensor *t = tensor_new(be, DT_F32, ndim, shape);
@@ -51,7 +43,7 @@ TEST(lora_golden_steps) {
     fixture(p, sizeof p, "lora/init/" UNET_LORA_FILE);
     CHECKF(unet_lora_load(&lora, p, err) == 0, "%s", err);
     student.lora = &lora;
-    float *init = host_values(&lora.ps);
+    float *init = params_values_to_host(&lora.ps);
 
     noise_schedule ns;
     fixture(p, sizeof p, "lcd/teacher/scheduler/scheduler_config.json");
@@ -127,7 +119,7 @@ TEST(lora_fresh_init_is_identity) {
     CHECKF(unet_lora_create(&lora, &m, 3, 3.0f, 0, 7, err) == 0, "%s", err);
     CHECK(lora.scale == 1.0f);
     int convs = 0;
-    float *values = host_values(&lora.ps);
+    float *values = params_values_to_host(&lora.ps);
     for (int i = 0; i < lora.n; i++) {
         const param *a = lora.mods[i].a, *b = lora.mods[i].b;
         int64_t n = tensor_numel(&a->value);
@@ -182,7 +174,7 @@ TEST(lora_file_layout) {
     snprintf(out, sizeof out, "/tmp/test_lora.%d.safetensors", (int)getpid());
     CHECKF(unet_lora_save(&a, out, err) == 0, "%s", err);
     CHECKF(unet_lora_load(&b, out, err) == 0, "%s", err);
-    float *va = host_values(&a.ps), *vb = host_values(&b.ps);
+    float *va = params_values_to_host(&a.ps), *vb = params_values_to_host(&b.ps);
     CHECK(memcmp(va, vb, a.ps.total * 4) == 0);
     free(va), free(vb);
     st_file *ref = st_open(p, err), *mine = st_open(out, err);

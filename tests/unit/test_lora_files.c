@@ -154,9 +154,7 @@ TEST(lora_alpha_sources) {
     open_lora(&back, &m, kohya, 1.0f);
     CHECK_NEAR(back.scale, 3.0, 1e-7);
     /* the same adapters, read back from kohya's names */
-    float *a = xmalloc(l.ps.total * sizeof(float)), *b = xmalloc(l.ps.total * sizeof(float));
-    tensor ta = params_values(&l.ps), tb = params_values(&back.ps);
-    tensor_to_host(&ta, a), tensor_to_host(&tb, b);
+    float *a = params_values_to_host(&l.ps), *b = params_values_to_host(&back.ps);
     CHECK(back.ps.total == l.ps.total && memcmp(a, b, l.ps.total * sizeof(float)) == 0);
     unet_lora_free(&back);
     /* a file without adapters is refused with its name */
