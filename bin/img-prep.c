@@ -153,13 +153,17 @@ static int passes_json_filter(const options *o, const slot *s) {
 
 /* ---- the transform of one sample ---- */
 
-static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, size_t len) {
+/* A worker's images, kept from sample to sample so that the loop allocates
+ * only when an image is larger than every one before it. */
+typedef struct worker_images {
+    rgb_image decoded, mid, resized;
+} worker_images;
+
+static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, size_t len, worker_images *im) {
     img_decode_opts dopt = {.fast_min_short = o->fast_decode ? o->resolution : 0};
-    rgb_image decoded, resized;
     int stored_w, stored_h, tw, th;
-    if (img_decode(bytes, len, &dopt, &decoded, &stored_w, &stored_h, s->why)) return SKIP_BAD_IMAGE;
+    if (img_decode(bytes, len, &dopt, &im->decoded, &stored_w, &stored_h, s->why)) return SKIP_BAD_IMAGE;
     if (resize_target(stored_w, stored_h, o->resolution, &tw, &th) || (long long)tw * th > IMG_MAX_PIXELS) {
-        rgb_image_free(&decoded);
         seterr(s->why, "%dx%d image would resize to %s%dx%d, too large", stored_w, stored_h,
                tw == INT_MAX || th == INT_MAX ? "over " : "", tw, th);
         return SKIP_BAD_IMAGE;
@@ -168,8 +172,8 @@ static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, 
     sample_rng_init(&rng, o->seed, s->record);
     crop_plan plan = plan_crop(tw, th, o->resolution, o->center_crop, o->random_flip, &rng);
     /* Only the crop is resampled: the same pixels as resizing whole, then cropping. */
-    img_resize_region(&decoded, tw, th, plan.left, plan.top, o->resolution, o->resolution, o->filter, &resized);
-    rgb_image_free(&decoded);
+    img_resize_region(&im->decoded, tw, th, plan.left, plan.top, o->resolution, o->resolution, o->filter, &im->mid,
+                      &im->resized);
 
     size_t need = (size_t)3 * (size_t)o->resolution * (size_t)o->resolution * dtype_size(o->dtype);
     if (need > s->tensor_cap) {
@@ -177,8 +181,7 @@ static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, 
         s->tensor = xaligned_alloc(s->tensor_cap = need);
     }
     crop_plan whole = {0, 0, plan.flip};
-    crop_to_tensor(&resized, &whole, o->resolution, o->dtype, s->tensor);
-    rgb_image_free(&resized);
+    crop_to_tensor(&im->resized, &whole, o->resolution, o->dtype, s->tensor);
     s->original_size[0] = stored_h, s->original_size[1] = stored_w;
     /* A flipped crop is reported where it lies in the flipped image. */
     s->crop_coords[0] = plan.top;
@@ -186,7 +189,7 @@ static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, 
     return OK;
 }
 
-static outcome process(const options *o, slot *s) {
+static outcome process(const options *o, slot *s, worker_images *im) {
     s->why[0] = 0;
     if ((o->filter_size || o->filter_watermark) && !passes_json_filter(o, s)) return SKIP_FILTERED;
     int img = slot_find_first(s, image_keys);
@@ -202,7 +205,7 @@ static outcome process(const options *o, slot *s) {
     if (bad >= 0) return seterr(s->why, "caption is not valid UTF-8 (byte %ld)", bad), SKIP_BAD_CAPTION;
     if (!s->e[img].is_bytes) return seterr(s->why, "image value is not bytes"), SKIP_BAD_IMAGE;
     bytes = slot_value(s, img, &len);
-    return transform_image(o, s, bytes, len);
+    return transform_image(o, s, bytes, len, im);
 }
 
 /* ---- the pipeline ---- */
@@ -223,21 +226,25 @@ typedef struct pipeline {
 
 static void *worker_main(void *arg) {
     pipeline *p = arg;
+    worker_images im;
+    memset(&im, 0, sizeof im);
     for (;;) {
         pthread_mutex_lock(&p->lock);
         while (p->next_take == p->next_in && !p->input_done) pthread_cond_wait(&p->changed, &p->lock);
         if (p->next_take == p->next_in) {
             pthread_mutex_unlock(&p->lock);
-            return NULL;
+            break;
         }
         slot *s = &p->slots[p->next_take++ % (uint64_t)p->nslots];
         pthread_mutex_unlock(&p->lock);
-        s->result = process(p->opt, s);
+        s->result = process(p->opt, s, &im);
         pthread_mutex_lock(&p->lock);
         s->state = SLOT_DONE;
         pthread_cond_broadcast(&p->changed);
         pthread_mutex_unlock(&p->lock);
     }
+    rgb_image_free(&im.decoded), rgb_image_free(&im.mid), rgb_image_free(&im.resized);
+    return NULL;
 }
 
 static int is_dropped_key(const slot *s, int i) {

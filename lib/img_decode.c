@@ -36,21 +36,30 @@ int img_check_size(long long w, long long h, char *err) { return img_check_size_
 
 void rgb_image_free(rgb_image *im) {
     free(im->pix);
-    im->pix = NULL;
-    im->width = im->height = 0;
+    memset(im, 0, sizeof *im);
+}
+
+void rgb_image_alloc(rgb_image *im, int w, int h) {
+    size_t need = (size_t)w * (size_t)h * 3;
+    if (need > im->cap) {
+        free(im->pix); /* not realloc: the old contents are not wanted */
+        im->pix = xmalloc(need);
+        im->cap = need;
+    }
+    im->width = w, im->height = h;
 }
 
 int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
                int *stored_h, char *err) {
-    memset(out, 0, sizeof *out);
+    img_format format = img_sniff(data, len);
     int rc;
-    switch (img_sniff(data, len)) {
-    case IMG_JPEG:
-        return img_decode_jpeg(data, len, opts, out, stored_w, stored_h, err);
+    switch (format) {
+    case IMG_JPEG: rc = img_decode_jpeg(data, len, opts, out, stored_w, stored_h, err); break;
     case IMG_PNG: rc = img_decode_png(data, len, opts, out, err); break;
     case IMG_WEBP: rc = img_decode_webp(data, len, opts, out, err); break;
-    default: return seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
+    default: rc = seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
     }
-    if (rc == 0) *stored_w = out->width, *stored_h = out->height;
+    if (rc) rgb_image_free(out);
+    else if (format != IMG_JPEG) *stored_w = out->width, *stored_h = out->height; /* only JPEG decodes scaled */
     return rc;
 }

@@ -15,9 +15,14 @@
  * with more pixels than this is refused from its header, before decoding. */
 #define IMG_MAX_PIXELS 178956970LL
 
+/* An image and its buffer. Zero-initialise one before its first use; the
+ * functions that fill it reuse its buffer where that is large enough, so a
+ * loop over many images allocates only when an image is larger than all
+ * before it. */
 typedef struct rgb_image {
     int width, height;
     uint8_t *pix; /* width*height*3 bytes, rows top to bottom, RGB */
+    size_t cap;   /* bytes allocated at pix */
 } rgb_image;
 
 typedef enum img_format { IMG_UNKNOWN, IMG_JPEG, IMG_PNG, IMG_WEBP } img_format;
@@ -35,12 +40,17 @@ typedef struct img_decode_opts {
 img_format img_sniff(const uint8_t *data, size_t len);
 const char *img_format_name(img_format f);
 
-/* Decodes data into out (out->pix is malloc'ed; free with rgb_image_free).
+/* Decodes data into out (its buffer reused or grown; free with rgb_image_free).
  * *stored_w, *stored_h receive the size the file declares (which differs from
- * out's size only under fast decoding). Returns 0, or -1 with err set. */
+ * out's size only under fast decoding). Returns 0, or -1 with err set and
+ * out freed. */
 int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,
                int *stored_h, char *err);
 void rgb_image_free(rgb_image *im);
+
+/* Makes im a w x h image (contents undefined), growing its buffer only when
+ * it holds fewer than w*h*3 bytes. */
+void rgb_image_alloc(rgb_image *im, int w, int h);
 
 /* The decoders behind img_decode; same contract (opts may be NULL). */
 int img_decode_jpeg(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, int *stored_w,

@@ -117,8 +117,7 @@ static int decode(jpeg_job *j, const uint8_t *data, size_t len, const img_decode
     }
     jpeg_start_decompress(ci);
     int w = (int)ci->output_width, h = (int)ci->output_height;
-    j->out->pix = xmalloc((size_t)w * (size_t)h * 3);
-    j->out->width = w, j->out->height = h;
+    rgb_image_alloc(j->out, w, h);
     j->row = xmalloc((size_t)w * (size_t)ci->output_components);
     while (ci->output_scanline < ci->output_height) {
         uint8_t *dst = j->out->pix + (size_t)ci->output_scanline * (size_t)w * 3;

@@ -148,8 +148,7 @@ static int decode(png_job *j, const img_decode_opts *opts, char *err) {
     j->rows = xmalloc(sizeof(png_bytep) * h);
     for (png_uint_32 y = 0; y < h; y++) j->rows[y] = j->raw + rowbytes * y;
     png_read_image(p, j->rows);
-    j->out->pix = xmalloc((size_t)w * h * 3);
-    j->out->width = (int)w, j->out->height = (int)h;
+    rgb_image_alloc(j->out, (int)w, (int)h);
     for (png_uint_32 y = 0; y < h; y++) convert_row(&L, j->rows[y], j->out->pix + (size_t)y * w * 3, (int)w);
     return 0;
 }

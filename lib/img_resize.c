@@ -183,11 +183,6 @@ static void pass_vertical(const rgb_image *src, int row0, int col0, const taps *
     }
 }
 
-static void alloc_image(rgb_image *im, int w, int h) {
-    im->width = w, im->height = h;
-    im->pix = xmalloc((size_t)w * (size_t)h * 3);
-}
-
 /* PIL's NEAREST resize: an affine point sample at pixel centres, the source
  * coordinate stepped by repeated addition as ImagingScaleAffine does (so the
  * steps before the region are taken too, to land on the same doubles). */
@@ -218,8 +213,8 @@ static void copy_region(const rgb_image *in, int x0, int y0, rgb_image *out) {
 }
 
 void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
-                       rgb_image *out) {
-    alloc_image(out, rw, rh);
+                       rgb_image *mid, rgb_image *out) {
+    rgb_image_alloc(out, rw, rh);
     if (rw <= 0 || rh <= 0) return;
     if (out_w == in->width && out_h == in->height) {
         copy_region(in, x0, y0, out);
@@ -245,15 +240,16 @@ void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0
     /* Both passes; the horizontal one only over the rows the vertical needs. */
     taps tv = precompute_taps(in->height, out_h, y0, rh, k);
     int row0 = tv.first[0], row_end = tv.first[rh - 1] + tv.count[rh - 1];
-    rgb_image mid;
-    alloc_image(&mid, rw, row_end - row0);
-    pass_horizontal(in, row0, row_end - row0, &th, &mid);
-    pass_vertical(&mid, row0, 0, &tv, out);
-    rgb_image_free(&mid);
+    rgb_image own = {0};
+    if (!mid) mid = &own;
+    rgb_image_alloc(mid, rw, row_end - row0);
+    pass_horizontal(in, row0, row_end - row0, &th, mid);
+    pass_vertical(mid, row0, 0, &tv, out);
+    rgb_image_free(&own);
     taps_free(&th);
     taps_free(&tv);
 }
 
 void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out) {
-    img_resize_region(in, out_w, out_h, 0, 0, out_w, out_h, f, out);
+    img_resize_region(in, out_w, out_h, 0, 0, out_w, out_h, f, NULL, out);
 }

@@ -15,15 +15,18 @@ typedef enum resample_filter {
 int resample_filter_parse(const char *name);
 const char *resample_filter_name(resample_filter f);
 
-/* Resizes in to out_w x out_h into *out (malloc'ed). Same size: a copy. */
+/* Resizes in to out_w x out_h into *out (its buffer reused or grown, as
+ * rgb_image_alloc does). Same size: a copy. */
 void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out);
 
 /* The rw x rh region at (x0, y0) of img_resize(in, out_w, out_h, f), into
- * *out (malloc'ed), computing only the pixels of that region (and the
- * intermediate rows they read); bit for bit the same as resizing whole and
- * cropping. The region must lie inside out_w x out_h. */
+ * *out, computing only the pixels of that region (and the intermediate rows
+ * they read); bit for bit the same as resizing whole and cropping. The region
+ * must lie inside out_w x out_h. The intermediate image of the two passes goes
+ * to *mid, whose buffer a loop can so reuse, or, with mid NULL, to a
+ * temporary one. */
 void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
-                       rgb_image *out);
+                       rgb_image *mid, rgb_image *out);
 
 /* The convolution passes run with AVX2 where the CPU has it (same bytes as
  * the C passes). img_resize_simd(0) makes every later resize use the C passes,

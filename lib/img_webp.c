@@ -37,8 +37,7 @@ static int first_frame(const uint8_t *data, size_t len, const img_decode_opts *o
             seterr(err, "WebP: cannot decode the first frame");
         } else {
             size_t n = (size_t)info.canvas_width * info.canvas_height;
-            out->width = (int)info.canvas_width, out->height = (int)info.canvas_height;
-            out->pix = xmalloc(n * 3);
+            rgb_image_alloc(out, (int)info.canvas_width, (int)info.canvas_height);
             for (size_t i = 0; i < n; i++) memcpy(out->pix + 3 * i, canvas + 4 * i, 3);
             rc = 0;
         }
@@ -47,18 +46,21 @@ static int first_frame(const uint8_t *data, size_t len, const img_decode_opts *o
     return rc;
 }
 
-int img_decode_webp(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
+static int decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
     WebPBitstreamFeatures feat;
     VP8StatusCode st = WebPGetFeatures(data, len, &feat);
     if (st != VP8_STATUS_OK) return seterr(err, "WebP: cannot read the header (libwebp status %d)", (int)st);
     if (img_check_size_opts(feat.width, feat.height, opts, err)) return -1;
     if (feat.has_animation) return first_frame(data, len, opts, out, err);
-    int w = 0, h = 0;
-    uint8_t *rgb = WebPDecodeRGB(data, len, &w, &h);
-    if (!rgb) return seterr(err, "WebP: cannot decode the image (corrupt or truncated)");
-    out->width = w, out->height = h;
-    out->pix = xmalloc((size_t)w * (size_t)h * 3);
-    memcpy(out->pix, rgb, (size_t)w * (size_t)h * 3);
-    WebPFree(rgb);
+    rgb_image_alloc(out, feat.width, feat.height);
+    size_t stride = (size_t)feat.width * 3;
+    if (!WebPDecodeRGBInto(data, len, out->pix, stride * (size_t)feat.height, (int)stride))
+        return seterr(err, "WebP: cannot decode the image (corrupt or truncated)");
     return 0;
+}
+
+int img_decode_webp(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb_image *out, char *err) {
+    int rc = decode(data, len, opts, out, err);
+    if (rc) rgb_image_free(out);
+    return rc;
 }

@@ -96,16 +96,16 @@ static int img_fuzz_same_region(const rgb_image *a, int x0, int y0, const rgb_im
 static void img_fuzz_resize(const img_fuzz_params *p, const rgb_image *im, int tw, int th, const crop_plan *plan,
                             rgb_image *out) {
     img_resize_simd(1);
-    img_resize_region(im, tw, th, plan->left, plan->top, p->res, p->res, p->filter, out);
+    img_resize_region(im, tw, th, plan->left, plan->top, p->res, p->res, p->filter, NULL, out);
     FUZZ_CHECK(out->width == p->res && out->height == p->res);
-    rgb_image c_pass;
+    rgb_image c_pass = {0};
     img_resize_simd(0);
-    img_resize_region(im, tw, th, plan->left, plan->top, p->res, p->res, p->filter, &c_pass);
+    img_resize_region(im, tw, th, plan->left, plan->top, p->res, p->res, p->filter, NULL, &c_pass);
     img_resize_simd(1);
     FUZZ_CHECK(!memcmp(out->pix, c_pass.pix, (size_t)p->res * (size_t)p->res * 3));
     rgb_image_free(&c_pass);
     if ((long long)tw * th <= IMG_FUZZ_WHOLE_PIXELS) {
-        rgb_image whole;
+        rgb_image whole = {0};
         img_resize(im, tw, th, p->filter, &whole);
         FUZZ_CHECK(img_fuzz_same_region(&whole, plan->left, plan->top, out));
         rgb_image_free(&whole);
@@ -143,7 +143,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t in_len) {
 
     /* 1. decode, as img-prep does (fast decoding aims at the resolution) */
     img_decode_opts opts = {.fast_min_short = p.fast ? p.res : 0, .max_pixels = IMG_FUZZ_MAX_PIXELS};
-    rgb_image im;
+    rgb_image im = {0};
     int sw = 0, sh = 0;
     char err[LCM_ERRLEN] = "";
     if (img_decode(data, len, &opts, &im, &sw, &sh, err)) {
@@ -173,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *in, size_t in_len) {
     FUZZ_CHECK(p.flip || !plan.flip);
 
     /* 3. resize only the crop */
-    rgb_image crop;
+    rgb_image crop = {0};
     img_fuzz_resize(&p, &im, tw, th, &plan, &crop);
     rgb_image_free(&im);
 

@@ -108,7 +108,7 @@ TEST(resize_keeps_flat_images_flat_for_every_filter) {
     const int sizes[][4] = {{97, 61, 40, 25}, {40, 25, 97, 61}, {50, 50, 50, 20}, {50, 50, 20, 50}, {1, 3, 7, 2}};
     for (int f = RESAMPLE_NEAREST; f <= RESAMPLE_LANCZOS; f++)
         for (size_t s = 0; s < sizeof sizes / sizeof *sizes; s++) {
-            rgb_image in = filled(sizes[s][0], sizes[s][1], 255, 0, 137), out;
+            rgb_image in = filled(sizes[s][0], sizes[s][1], 255, 0, 137), out = {0};
             img_resize(&in, sizes[s][2], sizes[s][3], (resample_filter)f, &out);
             CHECK(out.width == sizes[s][2] && out.height == sizes[s][3]);
             for (int i = 0; i < out.width * out.height; i++)
@@ -120,7 +120,7 @@ TEST(resize_keeps_flat_images_flat_for_every_filter) {
 }
 
 TEST(resize_same_size_is_a_copy_and_box_halving_averages) {
-    rgb_image in = filled(4, 2, 0, 0, 0), out;
+    rgb_image in = filled(4, 2, 0, 0, 0), out = {0};
     for (int i = 0; i < 8; i++) in.pix[3 * i] = (uint8_t)(i * 30), in.pix[3 * i + 1] = 7;
     img_resize(&in, 4, 2, RESAMPLE_LANCZOS, &out);
     CHECK(!memcmp(in.pix, out.pix, 24));
@@ -152,7 +152,7 @@ TEST(sniff_and_size_limit) {
     CHECK(img_check_size(13377, 13377, err) == 0);     /* 178,944,129: under the limit */
     CHECK(img_check_size(13378, 13378, err) == -1);    /* 178,970,884: over */
     CHECK(img_check_size(0, 10, err) == -1);
-    rgb_image im;
+    rgb_image im = {0};
     int w, h;
     CHECK(img_decode(gif, sizeof gif - 1, NULL, &im, &w, &h, err) == -1);
     CHECK(strstr(err, "not a JPEG, PNG or WebP") != NULL);

@@ -36,9 +36,9 @@ static const int size_cases[][4] = {
 };
 
 static int region_matches(const rgb_image *in, int ow, int oh, resample_filter f, int x0, int y0, int rw, int rh) {
-    rgb_image whole, part;
+    rgb_image whole = {0}, part = {0};
     img_resize(in, ow, oh, f, &whole);
-    img_resize_region(in, ow, oh, x0, y0, rw, rh, f, &part);
+    img_resize_region(in, ow, oh, x0, y0, rw, rh, f, NULL, &part);
     int same = part.width == rw && part.height == rh;
     for (int y = 0; same && y < rh; y++)
         same = !memcmp(part.pix + (size_t)y * (size_t)rw * 3, whole.pix + ((size_t)(y0 + y) * (size_t)ow + (size_t)x0) * 3,
@@ -87,13 +87,13 @@ TEST(simd_passes_equal_c_passes) {
         for (int f = RESAMPLE_BOX; f <= RESAMPLE_LANCZOS; f++) {
             /* the whole image, and a region off the corner */
             int x0 = c[2] / 5, y0 = c[3] / 7;
-            rgb_image simd, plain, simd_part, plain_part;
+            rgb_image simd = {0}, plain = {0}, simd_part = {0}, plain_part = {0};
             img_resize_simd(1);
             img_resize(&in, c[2], c[3], (resample_filter)f, &simd);
-            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, &simd_part);
+            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, NULL, &simd_part);
             img_resize_simd(0);
             img_resize(&in, c[2], c[3], (resample_filter)f, &plain);
-            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, &plain_part);
+            img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, NULL, &plain_part);
             img_resize_simd(1);
             int same = same_image(&simd, &plain), same_part = same_image(&simd_part, &plain_part);
             rgb_image_free(&simd), rgb_image_free(&plain), rgb_image_free(&simd_part), rgb_image_free(&plain_part);
@@ -112,7 +112,7 @@ TEST(simd_passes_clip_like_c_passes) {
     for (int f = RESAMPLE_BILINEAR; f <= RESAMPLE_LANCZOS; f++) {
         const int outs[][2] = {{160, 99}, {33, 22}, {67, 130}, {20, 45}};
         for (int o = 0; o < 4; o++) {
-            rgb_image a, b;
+            rgb_image a = {0}, b = {0};
             img_resize_simd(1);
             img_resize(&in, outs[o][0], outs[o][1], (resample_filter)f, &a);
             img_resize_simd(0);
