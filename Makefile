@@ -42,7 +42,10 @@ WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wno-unused-parameter
 CFLAGS  ?= -O2 -g
 CFLAGS  += -std=c11 -D_GNU_SOURCE -fopenmp $(WARN) -Ilib $(PKG_CFLAGS) -DLCM_VERSION='"$(VERSION)"'
 LDLIBS  += $(PKG_LIBS) -lm -lpthread
-LDFLAGS += -fopenmp
+# --as-needed: a program links only the libraries it calls (img-prep and
+# wds-cat started in 60-70 ms of CPU time loading cuBLAS, cuDNN and OpenBLAS
+# they never use).
+LDFLAGS += -fopenmp -Wl,--as-needed
 
 ifeq ($(SANITIZE),1)
 # Same optimisation level as the plain build: the goldens' float rounding must

@@ -12,7 +12,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "backend.h"
 #include "frame.h"
 #include "util.h"
 
@@ -353,37 +352,6 @@ const char *frame_get_bytes(const frame *f, const char *key, size_t *len) {
     if (!v || (v->kind != FV_STR && v->kind != FV_BIN)) return NULL;
     *len = v->v.bytes.len;
     return v->v.bytes.ptr;
-}
-
-int frame_tensor_view(const frame_value *v, dtype_id want_dt, tensor *out) {
-    if (v->kind != FV_TENSOR || v->v.tensor.dtype != want_dt) return -1;
-    const frame_tensor *t = &v->v.tensor;
-    if ((uintptr_t)t->data % dtype_size(t->dtype)) return -1;
-    *out = tensor_view(NULL, t->dtype, t->ndim, t->shape, (void *)t->data);
-    return 0;
-}
-
-int frame_tensor_copy(const frame_value *v, tensor *dst, char *err) {
-    if (v->kind != FV_TENSOR) return seterr(err, "not a tensor");
-    const frame_tensor *t = &v->v.tensor;
-    int64_t n = shape_numel(t->ndim, t->shape);
-    if (n != tensor_numel(dst)) {
-        char a[128], b[128];
-        return seterr(err, "tensor of shape %s where %s is needed", shape_str(a, t->ndim, t->shape), shape_str(b, dst->ndim, dst->shape));
-    }
-    /* The data may be unaligned: dtype_convert reads through memcpy-safe
-     * paths only when aligned, so stage unaligned data first. */
-    const void *src = t->data;
-    void *staged = NULL;
-    if ((uintptr_t)src % dtype_size(t->dtype)) src = staged = memcpy(xaligned_alloc(t->nbytes), t->data, t->nbytes);
-    if (dst->backend == backend_cpu()) {
-        dtype_convert(dst->data, dst->dtype, src, t->dtype, (size_t)n);
-    } else {
-        tensor host = tensor_view(NULL, t->dtype, t->ndim, t->shape, (void *)src);
-        tensor_copy(dst, &host);
-    }
-    free(staged);
-    return 0;
 }
 
 /* ---- streaming reader ---- */

@@ -8,12 +8,6 @@
 #include "backend.h"
 #include "util.h"
 
-int64_t shape_numel(int ndim, const int64_t *shape) {
-    int64_t n = 1;
-    for (int i = 0; i < ndim; i++) n *= shape[i];
-    return n;
-}
-
 int64_t tensor_numel(const tensor *t) { return shape_numel(t->ndim, t->shape); }
 size_t tensor_nbytes(const tensor *t) { return (size_t)tensor_numel(t) * dtype_size(t->dtype); }
 
@@ -22,13 +16,6 @@ int tensor_same_shape(const tensor *a, const tensor *b) {
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return 0;
     return 1;
-}
-
-char *shape_str(char *buf, int ndim, const int64_t *shape) {
-    int n = sprintf(buf, "[");
-    for (int i = 0; i < ndim && n < 100; i++) n += sprintf(buf + n, "%s%lld", i ? ", " : "", (long long)shape[i]);
-    sprintf(buf + n, "]");
-    return buf;
 }
 
 tensor tensor_view(const backend *be, dtype_id t, int ndim, const int64_t *shape, void *data) {
