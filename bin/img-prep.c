@@ -159,18 +159,43 @@ typedef struct worker_images {
     rgb_image decoded, mid, resized;
 } worker_images;
 
+/* The resized size (tw x th) and the crop of a w x h image; -1 where the
+ * resized image would be too large. */
+static int plan_sample(const options *o, uint64_t record, int w, int h, int *tw, int *th, crop_plan *plan) {
+    if (resize_target(w, h, o->resolution, tw, th) || (long long)*tw * *th > IMG_MAX_PIXELS) return -1;
+    sample_rng rng;
+    sample_rng_init(&rng, o->seed, record);
+    *plan = plan_crop(*tw, *th, o->resolution, o->center_crop, o->random_flip, &rng);
+    return 0;
+}
+
+typedef struct sample_ref {
+    const options *o;
+    uint64_t record;
+} sample_ref;
+
+/* img_decode's region callback: the pixels that resizing to the crop reads. */
+static void crop_source_box(void *ctx, int w, int h, int box[4]) {
+    const sample_ref *ref = ctx;
+    int tw, th, res = ref->o->resolution;
+    crop_plan plan;
+    if (plan_sample(ref->o, ref->record, w, h, &tw, &th, &plan) == 0)
+        img_resize_source_box(w, h, tw, th, plan.left, plan.top, res, res, ref->o->filter, box);
+}
+
 static outcome transform_image(const options *o, slot *s, const uint8_t *bytes, size_t len, worker_images *im) {
-    img_decode_opts dopt = {.fast_min_short = o->fast_decode ? o->resolution : 0};
+    sample_ref ref = {o, s->record};
+    img_decode_opts dopt = {.fast_min_short = o->fast_decode ? o->resolution : 0,
+                            .region = crop_source_box,
+                            .region_ctx = &ref};
     int stored_w, stored_h, tw, th;
+    crop_plan plan;
     if (img_decode(bytes, len, &dopt, &im->decoded, &stored_w, &stored_h, s->why)) return SKIP_BAD_IMAGE;
-    if (resize_target(stored_w, stored_h, o->resolution, &tw, &th) || (long long)tw * th > IMG_MAX_PIXELS) {
+    if (plan_sample(o, s->record, stored_w, stored_h, &tw, &th, &plan)) {
         seterr(s->why, "%dx%d image would resize to %s%dx%d, too large", stored_w, stored_h,
                tw == INT_MAX || th == INT_MAX ? "over " : "", tw, th);
         return SKIP_BAD_IMAGE;
     }
-    sample_rng rng;
-    sample_rng_init(&rng, o->seed, s->record);
-    crop_plan plan = plan_crop(tw, th, o->resolution, o->center_crop, o->random_flip, &rng);
     /* Only the crop is resampled: the same pixels as resizing whole, then cropping. */
     img_resize_region(&im->decoded, tw, th, plan.left, plan.top, o->resolution, o->resolution, o->filter, &im->mid,
                       &im->resized);

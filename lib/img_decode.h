@@ -35,6 +35,15 @@ typedef struct img_decode_opts {
     /* 0: IMG_MAX_PIXELS. N > 0: refuse images of more than N pixels, from
      * the header, before decoding (the fuzz harness keeps its runs short). */
     long long max_pixels;
+    /* NULL, or called once the size (w x h, as stored) is known, to set box =
+     * {x_begin, y_begin, x_end, y_end} to the pixels the caller will read
+     * (it starts as the whole image). A JPEG decoded at full size is then
+     * decoded there only, and where libjpeg's blocks make it, the other pixels
+     * of out left undefined; the entropy-coded data is still read to the
+     * end, so a corrupt or truncated file fails as it would whole. Other
+     * formats are decoded whole. */
+    void (*region)(void *ctx, int w, int h, int box[4]);
+    void *region_ctx;
 } img_decode_opts;
 
 img_format img_sniff(const uint8_t *data, size_t len);

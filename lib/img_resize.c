@@ -250,6 +250,25 @@ void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0
     taps_free(&tv);
 }
 
+/* The range [lo, hi) of input indices that outputs [out0, out0 + n) of one
+ * axis read. */
+static void tap_span(int in_size, int out_size, int out0, int n, kernel k, int *lo, int *hi) {
+    taps t = precompute_taps(in_size, out_size, out0, n, k);
+    *lo = t.first[0], *hi = t.first[n - 1] + t.count[n - 1];
+    taps_free(&t);
+}
+
+void img_resize_source_box(int in_w, int in_h, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
+                           int box[4]) {
+    box[0] = 0, box[1] = 0, box[2] = in_w, box[3] = in_h;
+    if (rw <= 0 || rh <= 0 || f == RESAMPLE_NEAREST) return; /* NEAREST: the whole image, simply */
+    kernel k = kernel_of(f);
+    if (out_w == in_w) box[0] = x0, box[2] = x0 + rw;
+    else tap_span(in_w, out_w, x0, rw, k, &box[0], &box[2]);
+    if (out_h == in_h) box[1] = y0, box[3] = y0 + rh;
+    else tap_span(in_h, out_h, y0, rh, k, &box[1], &box[3]);
+}
+
 void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rgb_image *out) {
     img_resize_region(in, out_w, out_h, 0, 0, out_w, out_h, f, NULL, out);
 }

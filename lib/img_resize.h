@@ -28,6 +28,14 @@ void img_resize(const rgb_image *in, int out_w, int out_h, resample_filter f, rg
 void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
                        rgb_image *mid, rgb_image *out);
 
+/* The pixels of in (in_w x in_h) that img_resize_region with these
+ * arguments reads, as box = {x_begin, y_begin, x_end, y_end}: the others may
+ * hold anything without changing its result (the SIMD passes read a few
+ * bytes past a row's last tap, but only multiply them by 0). The whole image
+ * for NEAREST. */
+void img_resize_source_box(int in_w, int in_h, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
+                           int box[4]);
+
 /* The convolution passes run with AVX2 where the CPU has it (same bytes as
  * the C passes). img_resize_simd(0) makes every later resize use the C passes,
  * img_resize_simd(1) allows AVX2 again (tests; not thread-safe). Returns 1 if

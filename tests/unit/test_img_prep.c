@@ -99,7 +99,8 @@ TEST(normalisation_matches_torch_float32) {
 }
 
 static rgb_image filled(int w, int h, uint8_t r, uint8_t g, uint8_t b) {
-    rgb_image im = {w, h, malloc((size_t)w * h * 3)};
+    rgb_image im = {0};
+    rgb_image_alloc(&im, w, h);
     for (int i = 0; i < w * h; i++) im.pix[3 * i] = r, im.pix[3 * i + 1] = g, im.pix[3 * i + 2] = b;
     return im;
 }
@@ -172,7 +173,8 @@ TEST(crop_to_tensor_simd_equals_c) {
     const int sides[][3] = {{300, 211, 200}, {40, 57, 37}, {9, 9, 9}, {64, 80, 64}, {515, 512, 512}, {23, 30, 7}};
     for (int s = 0; s < 6; s++) {
         int w = sides[s][0], h = sides[s][1], res = sides[s][2];
-        rgb_image im = {w, h, malloc((size_t)w * (size_t)h * 3)}; /* exact size: no slack to read past */
+        rgb_image im = {0};
+        rgb_image_alloc(&im, w, h); /* exact size: no slack to read past */
         for (size_t i = 0; i < (size_t)w * (size_t)h * 3; i++) im.pix[i] = (uint8_t)(i * 7 + i / 97);
         for (int k = 0; k < 8; k++) {
             crop_plan p = {k % 3 == 0 ? 0 : h - res, k % 2 ? w - res : (w - res) / 2, k / 4};
@@ -189,7 +191,8 @@ TEST(crop_to_tensor_simd_equals_c) {
 }
 
 TEST(crop_to_tensor_places_and_mirrors) {
-    rgb_image im = {20, 3, malloc(20 * 3 * 3)};
+    rgb_image im = {0};
+    rgb_image_alloc(&im, 20, 3);
     for (int i = 0; i < 60; i++) im.pix[3 * i] = (uint8_t)i, im.pix[3 * i + 1] = (uint8_t)(100 + i), im.pix[3 * i + 2] = 255;
     crop_plan p = {1, 3, 1};
     float *t = tensor_of(&im, &p, 2, DT_F32, 1);
