@@ -19,15 +19,21 @@
 
 #define PRECISION_BITS RESAMPLE_PRECISION_BITS
 
-/* Cleared by img_resize_simd(0), for tests of the C passes. */
-static int simd_allowed = 1;
+/* Lowered by img_resize_simd, for tests of each set of passes. */
+static int simd_allowed = RESIZE_SIMD_AVX512;
 
-int img_resize_simd(int enable) {
-    simd_allowed = enable;
-    return enable && resample_avx2_supported();
+static int simd_level(void) {
+    if (simd_allowed >= RESIZE_SIMD_AVX512 && resample_avx512_supported()) return RESIZE_SIMD_AVX512;
+    if (simd_allowed >= RESIZE_SIMD_AVX2 && resample_avx2_supported()) return RESIZE_SIMD_AVX2;
+    return RESIZE_SIMD_NONE;
 }
 
-static int use_avx2(void) { return simd_allowed && resample_avx2_supported(); }
+int img_resize_simd(int level) {
+    simd_allowed = level;
+    return simd_level();
+}
+
+static int use_avx2(void) { return simd_level() >= RESIZE_SIMD_AVX2; }
 
 static double box_kernel(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
 
@@ -145,6 +151,10 @@ static uint8_t clip8(int32_t acc) {
 
 /* Horizontal pass over `rows` rows of src starting at row `row0`. */
 static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
+    if (simd_level() == RESIZE_SIMD_AVX512) {
+        resample_horizontal_avx512(src, row0, rows, t, dst);
+        return;
+    }
     if (use_avx2()) {
         resample_horizontal_avx2(src, row0, rows, t, dst);
         return;

@@ -36,11 +36,13 @@ void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0
 void img_resize_source_box(int in_w, int in_h, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
                            int box[4]);
 
-/* The convolution passes run with AVX2 where the CPU has it (same bytes as
- * the C passes). img_resize_simd(0) makes every later resize use the C passes,
- * img_resize_simd(1) allows AVX2 again (tests; not thread-safe). Returns 1 if
- * the AVX2 passes will be used. */
-int img_resize_simd(int enable);
+/* The convolution passes run with SIMD where the CPU has it: the horizontal
+ * one with AVX-512 (F, BW, VL) or AVX2, the vertical one with AVX2; every set
+ * gives the same bytes as the C passes. img_resize_simd(level) caps the
+ * instructions later resizes use (tests; not thread-safe) and returns the
+ * level that will be used. */
+enum { RESIZE_SIMD_NONE, RESIZE_SIMD_AVX2, RESIZE_SIMD_AVX512 };
+int img_resize_simd(int level);
 
 /* torchvision's Resize(R) size rule for an int size: the shorter side becomes
  * R, the longer int(R * long / short). Returns 0, or -1 where the longer side

@@ -1,6 +1,6 @@
 /* resample_passes.h - the two convolution passes behind img_resize, shared by
- * the portable C versions (img_resize.c) and the AVX2 ones
- * (resample_avx2.c). Both give the same bytes: the arithmetic is integer, so
+ * the portable C versions (img_resize.c), the AVX2 ones (resample_avx2.c)
+ * and the AVX-512 horizontal one (resample_avx512.c). Both give the same bytes: the arithmetic is integer, so
  * any order of summation is exact. Internal to img_resize. */
 #ifndef LCM_RESAMPLE_PASSES_H
 #define LCM_RESAMPLE_PASSES_H
@@ -26,6 +26,12 @@ int resample_avx2_supported(void);
 /* Horizontal pass over `rows` rows of src starting at row `row0`, into dst
  * (dst->width outputs per row). */
 void resample_horizontal_avx2(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst);
+
+/* 1 where the CPU runs the AVX-512 horizontal pass (F, BW and VL). */
+int resample_avx512_supported(void);
+
+/* The horizontal pass with AVX-512; same contract as the AVX2 one. */
+void resample_horizontal_avx512(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst);
 
 /* Vertical pass over src's columns from col0 (dst->width of them); tap rows
  * are relative to src's first row minus row0. */

@@ -1,8 +1,8 @@
 /* test_img_resize.c - the crop-aware resize against resizing whole and
- * cropping, and the AVX2 passes against the C passes, on random images with
- * every filter, up- and down-scaling and odd sizes. (Exactness against PIL
- * itself is tested in tests/e2e/img-prep.bats, with whichever passes the CPU
- * runs.) */
+ * cropping, and the AVX2 and AVX-512 passes against the C passes, on random
+ * images with every filter, up- and down-scaling and odd sizes. (Exactness
+ * against PIL itself is tested in tests/e2e/img-prep.bats, with whichever
+ * passes the CPU runs.) */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -110,7 +110,10 @@ static int same_image(const rgb_image *a, const rgb_image *b) {
            !memcmp(a->pix, b->pix, (size_t)a->width * (size_t)a->height * 3);
 }
 
-TEST(simd_passes_equal_c_passes) {
+static const char *const level_names[] = {"C", "AVX2", "AVX-512"};
+
+/* The passes of SIMD level `level` against the C passes. */
+static void check_passes_equal_c(int level) {
     for (size_t s = 0; s < sizeof size_cases / sizeof *size_cases; s++) {
         const int *c = size_cases[s];
         rgb_image in = random_image(c[0], c[1]);
@@ -118,17 +121,18 @@ TEST(simd_passes_equal_c_passes) {
             /* the whole image, and a region off the corner */
             int x0 = c[2] / 5, y0 = c[3] / 7;
             rgb_image simd = {0}, plain = {0}, simd_part = {0}, plain_part = {0};
-            img_resize_simd(1);
+            img_resize_simd(level);
             img_resize(&in, c[2], c[3], (resample_filter)f, &simd);
             img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, NULL, &simd_part);
-            img_resize_simd(0);
+            img_resize_simd(RESIZE_SIMD_NONE);
             img_resize(&in, c[2], c[3], (resample_filter)f, &plain);
             img_resize_region(&in, c[2], c[3], x0, y0, c[2] - x0, c[3] - y0, (resample_filter)f, NULL, &plain_part);
-            img_resize_simd(1);
+            img_resize_simd(RESIZE_SIMD_AVX512);
             int same = same_image(&simd, &plain), same_part = same_image(&simd_part, &plain_part);
             rgb_image_free(&simd), rgb_image_free(&plain), rgb_image_free(&simd_part), rgb_image_free(&plain_part);
-            CHECKF(same && same_part, "%s %dx%d->%dx%d: AVX2 and C passes differ (%s)",
-                   resample_filter_name((resample_filter)f), c[0], c[1], c[2], c[3], same ? "region" : "whole");
+            CHECKF(same && same_part, "%s %dx%d->%dx%d: %s and C passes differ (%s)",
+                   resample_filter_name((resample_filter)f), c[0], c[1], c[2], c[3], level_names[level],
+                   same ? "region" : "whole");
         }
         rgb_image_free(&in);
     }
@@ -136,7 +140,7 @@ TEST(simd_passes_equal_c_passes) {
 
 /* Blocks of 0 and 255: at their edges lanczos' and bicubic's negative lobes
  * drive sums below 0 and above 255 << 22, which both passes must clip alike. */
-TEST(simd_passes_clip_like_c_passes) {
+static void check_clip_like_c(int level) {
     rgb_image in = {0};
     rgb_image_alloc(&in, 67, 45);
     memset(in.pix, 0, 67 * 45 * 3);
@@ -145,27 +149,40 @@ TEST(simd_passes_clip_like_c_passes) {
         const int outs[][2] = {{160, 99}, {33, 22}, {67, 130}, {20, 45}};
         for (int o = 0; o < 4; o++) {
             rgb_image a = {0}, b = {0};
-            img_resize_simd(1);
+            img_resize_simd(level);
             img_resize(&in, outs[o][0], outs[o][1], (resample_filter)f, &a);
-            img_resize_simd(0);
+            img_resize_simd(RESIZE_SIMD_NONE);
             img_resize(&in, outs[o][0], outs[o][1], (resample_filter)f, &b);
-            img_resize_simd(1);
+            img_resize_simd(RESIZE_SIMD_AVX512);
             int same = same_image(&a, &b);
             rgb_image_free(&a), rgb_image_free(&b);
-            CHECKF(same, "%s 67x45->%dx%d", resample_filter_name((resample_filter)f), outs[o][0], outs[o][1]);
+            CHECKF(same, "%s %s 67x45->%dx%d", level_names[level], resample_filter_name((resample_filter)f),
+                   outs[o][0], outs[o][1]);
         }
     }
     rgb_image_free(&in);
 }
 
+TEST(avx2_passes_equal_c_passes) { check_passes_equal_c(RESIZE_SIMD_AVX2); }
+TEST(avx2_passes_clip_like_c_passes) { check_clip_like_c(RESIZE_SIMD_AVX2); }
+TEST(avx512_pass_equals_c_pass) { check_passes_equal_c(RESIZE_SIMD_AVX512); }
+TEST(avx512_pass_clips_like_c_pass) { check_clip_like_c(RESIZE_SIMD_AVX512); }
+
 int main(void) {
     RUN(region_equals_whole_resize_then_crop);
-    if (img_resize_simd(1)) {
-        RUN(simd_passes_equal_c_passes);
-        RUN(simd_passes_clip_like_c_passes);
+    if (img_resize_simd(RESIZE_SIMD_AVX2) == RESIZE_SIMD_AVX2) {
+        RUN(avx2_passes_equal_c_passes);
+        RUN(avx2_passes_clip_like_c_passes);
     } else {
-        SKIP(simd_passes_equal_c_passes, "no AVX2 on this CPU");
-        SKIP(simd_passes_clip_like_c_passes, "no AVX2 on this CPU");
+        SKIP(avx2_passes_equal_c_passes, "no AVX2 on this CPU");
+        SKIP(avx2_passes_clip_like_c_passes, "no AVX2 on this CPU");
+    }
+    if (img_resize_simd(RESIZE_SIMD_AVX512) == RESIZE_SIMD_AVX512) {
+        RUN(avx512_pass_equals_c_pass);
+        RUN(avx512_pass_clips_like_c_pass);
+    } else {
+        SKIP(avx512_pass_equals_c_pass, "no AVX-512 (F, BW, VL) on this CPU");
+        SKIP(avx512_pass_clips_like_c_pass, "no AVX-512 (F, BW, VL) on this CPU");
     }
     TEST_EXIT();
 }
