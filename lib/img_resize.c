@@ -33,7 +33,6 @@ int img_resize_simd(int level) {
     return simd_level();
 }
 
-static int use_avx2(void) { return simd_level() >= RESIZE_SIMD_AVX2; }
 
 static double box_kernel(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
 
@@ -150,13 +149,33 @@ static uint8_t clip8(int32_t acc) {
 }
 
 /* Horizontal pass over `rows` rows of src starting at row `row0`. */
+/* The horizontal pass with SIMD rows. Their reads past a row's last tap
+ * land in the rows below it, except near the image's end, where the row is
+ * read from a padded copy. */
+static void pass_horizontal_simd(void *(*weights_of)(const taps *, int),
+                                 void (*row)(const uint8_t *, const taps *, const void *, int, uint8_t *),
+                                 const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
+    void *w = weights_of(t, dst->width);
+    size_t row_bytes = (size_t)src->width * 3;
+    uint8_t *padded = xcalloc(row_bytes + 16, 1);
+    for (int y = 0; y < rows; y++) {
+        int sy = y + row0;
+        const uint8_t *in = src->pix + (size_t)sy * row_bytes;
+        if ((size_t)(src->height - 1 - sy) * row_bytes < 16) in = memcpy(padded, in, row_bytes);
+        row(in, t, w, dst->width, dst->pix + (size_t)y * (size_t)dst->width * 3);
+    }
+    free(padded);
+    free(w);
+}
+
 static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
-    if (simd_level() == RESIZE_SIMD_AVX512) {
-        resample_horizontal_avx512(src, row0, rows, t, dst);
+    int level = simd_level();
+    if (level == RESIZE_SIMD_AVX512) {
+        pass_horizontal_simd(resample_weights_avx512, resample_row_avx512, src, row0, rows, t, dst);
         return;
     }
-    if (use_avx2()) {
-        resample_horizontal_avx2(src, row0, rows, t, dst);
+    if (level == RESIZE_SIMD_AVX2) {
+        pass_horizontal_simd(resample_weights_avx2, resample_row_avx2, src, row0, rows, t, dst);
         return;
     }
     for (int y = 0; y < rows; y++) {
@@ -175,7 +194,7 @@ static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps
 /* Vertical pass over src's columns from col0 (dst->width of them); tap rows
  * are relative to src's first row minus row0. */
 static void pass_vertical(const rgb_image *src, int row0, int col0, const taps *t, rgb_image *dst) {
-    if (use_avx2()) {
+    if (simd_level() >= RESIZE_SIMD_AVX2) {
         resample_vertical_avx2(src, row0, col0, t, dst);
         return;
     }

@@ -81,8 +81,11 @@ AVX2 static inline __m128i horizontal_output(const uint8_t *in, const taps *t, c
     return horizontal_pixel(in + (size_t)t->first[x] * 3, w + (size_t)x * (size_t)pairs, (t->count[x] + 1) / 2);
 }
 
-AVX2 static void horizontal_row(const uint8_t *in, const taps *t, const __m256i *w, int pairs, int n, uint8_t *out) {
-    int x = 0;
+AVX2 void *resample_weights_avx2(const taps *t, int dst_width) { return expand_weights(t, dst_width, (t->ksize + 1) / 2); }
+
+AVX2 void resample_row_avx2(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out) {
+    const __m256i *w = weights;
+    int pairs = (t->ksize + 1) / 2, x = 0;
     for (; x + 4 <= n; x += 4, out += 12) {
         __m128i a = horizontal_output(in, t, w, pairs, x), b = horizontal_output(in, t, w, pairs, x + 1);
         __m128i c = horizontal_output(in, t, w, pairs, x + 2), d = horizontal_output(in, t, w, pairs, x + 3);
@@ -93,23 +96,6 @@ AVX2 static void horizontal_row(const uint8_t *in, const taps *t, const __m256i 
         for (int i = 0; x + i < n; i++) v[i] = horizontal_output(in, t, w, pairs, x + i);
         store_4_pixels(out, v[0], v[1], v[2], v[3], n - x);
     }
-}
-
-AVX2 void resample_horizontal_avx2(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
-    int pairs = (t->ksize + 1) / 2;
-    __m256i *w = expand_weights(t, dst->width, pairs);
-    size_t row_bytes = (size_t)src->width * 3;
-    /* The reads past a row's last tap land in the rows below it, except near
-     * the image's end, where rows are read from a padded copy. */
-    uint8_t *padded = xcalloc(row_bytes + 16, 1);
-    for (int y = 0; y < rows; y++) {
-        int sy = y + row0;
-        const uint8_t *in = src->pix + (size_t)sy * row_bytes;
-        if ((size_t)(src->height - 1 - sy) * row_bytes < 16) in = memcpy(padded, in, row_bytes);
-        horizontal_row(in, t, w, pairs, dst->width, dst->pix + (size_t)y * (size_t)dst->width * 3);
-    }
-    free(padded);
-    free(w);
 }
 
 /* ---- vertical ---- */
@@ -172,8 +158,12 @@ AVX2 void resample_vertical_avx2(const rgb_image *src, int row0, int col0, const
 
 int resample_avx2_supported(void) { return 0; }
 
-void resample_horizontal_avx2(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
-    die("resample_horizontal_avx2 called on a CPU without AVX2");
+void *resample_weights_avx2(const taps *t, int dst_width) {
+    die("resample_weights_avx2 called on a CPU without AVX2");
+}
+
+void resample_row_avx2(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out) {
+    die("resample_row_avx2 called on a CPU without AVX2");
 }
 
 void resample_vertical_avx2(const rgb_image *src, int row0, int col0, const taps *t, rgb_image *dst) {

@@ -22,16 +22,18 @@ typedef struct taps {
 
 /* 1 where the CPU runs the AVX2 passes (and they were compiled in). */
 int resample_avx2_supported(void);
-
-/* Horizontal pass over `rows` rows of src starting at row `row0`, into dst
- * (dst->width outputs per row). */
-void resample_horizontal_avx2(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst);
-
 /* 1 where the CPU runs the AVX-512 horizontal pass (F, BW and VL). */
 int resample_avx512_supported(void);
 
-/* The horizontal pass with AVX-512; same contract as the AVX2 one. */
-void resample_horizontal_avx512(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst);
+/* A SIMD horizontal pass, in two parts: the weights of a pass's dst_width
+ * outputs laid out for its registers (aligned; free with free), then one
+ * row: in (one source row) to n outputs at out. A row reads up to 13 bytes
+ * past each output's last tap, only to multiply them by 0; the caller makes
+ * them readable. */
+void *resample_weights_avx2(const taps *t, int dst_width);
+void resample_row_avx2(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out);
+void *resample_weights_avx512(const taps *t, int dst_width);
+void resample_row_avx512(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out);
 
 /* Vertical pass over src's columns from col0 (dst->width of them); tap rows
  * are relative to src's first row minus row0. */
