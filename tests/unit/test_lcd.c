@@ -14,6 +14,7 @@
 #include "safetensors.h"
 #include "test.h"
 #include "golden.h"
+#include "golden_inputs.h"
 #include "util.h"
 
 static char top[900];
@@ -50,32 +51,20 @@ static void run_case(const char *name, const char *teacher_dir, loss_kind loss, 
 
     float *want_loss = golden_f32(g, "loss_micro", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
     snprintf(p, sizeof p, "%s/tests/fixtures/lcd/%s/input.mpk", top, name);
-    frame_reader *r = frame_reader_open(p, err);
-    CHECKF(r, "%s", err);
-    frame recs[2];
-    frame_init(&recs[0]), frame_init(&recs[1]);
-    lcd_batch batch = {0};
+    golden_inputs in;
+    golden_inputs_open(&in, p);
     double worst_loss = 0, worst_norm = 0;
-    uint64_t index = 0;
     for (int step = 1; step <= 3; step++) {
         for (int m = 0; m < accum; m++) {
-            frame f;
-            frame_init(&f);
-            for (int s = 0; s < 2; s++) {
-                CHECKF(frame_read(r, &f) == 1, "input ends early: %s", frame_reader_error(r));
-                frame_copy(&recs[s], &f);
-            }
-            frame_free(&f);
-            if (!batch.B) CHECKF(lcd_batch_alloc(&batch, 2, &recs[0], err) == 0, "%s", err);
-            for (int s = 0; s < 2; s++) CHECKF(lcd_batch_fill(&batch, s, &recs[s], index++, &cfg, err) == 0, "%s", err);
+            lcd_batch *batch = golden_inputs_next(&in, &cfg);
             /* the first micro-batch's first record has index 0: s = 19, t = 0,
              * where c_skip = 1 and c_out = 0 make the target x_t exactly */
-            int64_t per = (int64_t)batch.C * batch.H * batch.W;
+            int64_t per = (int64_t)batch->C * batch->H * batch->W;
             double *xp = xmalloc(sizeof(double) * (size_t)(2 * per)), *tg = xmalloc(sizeof(double) * (size_t)(2 * per));
             lcd_trace trace = {.x_prev = xp, .target = tg};
-            double l = lcd_micro_step(&tr, &batch, 1.0f / (float)accum, &trace);
+            double l = lcd_micro_step(&tr, batch, 1.0f / (float)accum, &trace);
             if (step == 1 && m == 0) {
-                CHECK(batch.index[0] == 0 && trace.c_skip[0] == 1.0f && trace.c_out[0] == 0.0f);
+                CHECK(batch->index[0] == 0 && trace.c_skip[0] == 1.0f && trace.c_out[0] == 0.0f);
                 for (int64_t e = 0; e < per; e++) CHECKF(tg[e] == xp[e], "boundary: target %.17g != x_t %.17g", tg[e], xp[e]);
                 CHECK(tg[per] != xp[per]); /* the second record is not at the boundary */
             }
@@ -109,9 +98,7 @@ static void run_case(const char *name, const char *teacher_dir, loss_kind loss, 
         }
     }
     printf("# %s: max loss rel err %.3g, max grad-norm rel err %.3g\n", name, worst_loss, worst_norm);
-    frame_free(&recs[0]), frame_free(&recs[1]);
-    frame_reader_close(r);
-    lcd_batch_free(&batch);
+    golden_inputs_close(&in);
     lcd_free(&tr);
     adamw_free(&opt);
     free(want_loss), free(want_norm), free(tr.uncond), free(init.data);

@@ -14,6 +14,7 @@
 #include "safetensors.h"
 #include "test.h"
 #include "golden.h"
+#include "golden_inputs.h"
 #include "util.h"
 
 static char top[900];
@@ -63,29 +64,17 @@ static void run_case(const char *name, loss_kind loss, int steps, int fix, int r
 
     float *want_loss = golden_f32(g, "loss", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
     snprintf(p, sizeof p, "%s/tests/fixtures/sdxl/eps-huber/input.mpk", top);
-    frame_reader *r = frame_reader_open(p, err);
-    CHECKF(r, "%s", err);
-    frame recs[2];
-    frame_init(&recs[0]), frame_init(&recs[1]);
-    lcd_batch batch = {0};
-    uint64_t index = 0;
+    golden_inputs in;
+    golden_inputs_open(&in, p);
     for (int step = 1; step <= steps; step++) {
-        frame f;
-        frame_init(&f);
-        for (int s = 0; s < 2; s++) {
-            CHECKF(frame_read(r, &f) == 1, "input ends early: %s", frame_reader_error(r));
-            frame_copy(&recs[s], &f);
-        }
-        frame_free(&f);
-        if (!batch.B) CHECKF(lcd_batch_alloc(&batch, 2, &recs[0], err) == 0, "%s", err);
-        CHECK(batch.P == 16);
-        for (int s = 0; s < 2; s++) CHECKF(lcd_batch_fill(&batch, s, &recs[s], index++, &cfg, err) == 0, "%s", err);
-        int64_t n = 2 * (int64_t)batch.C * batch.H * batch.W;
+        lcd_batch *batch = golden_inputs_next(&in, &cfg);
+        CHECK(batch->P == 16);
+        int64_t n = 2 * (int64_t)batch->C * batch->H * batch->W;
         float *mp = xmalloc((size_t)n * 4);
         double *xp = xmalloc((size_t)n * 8), *tg = xmalloc((size_t)n * 8);
         lcd_trace trace = {.model_pred = mp, .x_prev = xp, .target = tg};
-        double l = lcd_micro_step(&tr, &batch, 1.0f, &trace);
-        if (step == 1) check_trace(g, name, &batch, &trace, n);
+        double l = lcd_micro_step(&tr, batch, 1.0f, &trace);
+        if (step == 1) check_trace(g, name, batch, &trace, n);
         free(mp), free(xp), free(tg);
         double el = fabs(l - want_loss[step - 1]) / fabs(want_loss[step - 1]);
         double norm = lcd_apply_update(&tr, &opt, 1e-3f, 1.0f, 0.95f);
@@ -117,9 +106,7 @@ static void run_case(const char *name, loss_kind loss, int steps, int fix, int r
             free(d);
         }
     }
-    frame_free(&recs[0]), frame_free(&recs[1]);
-    frame_reader_close(r);
-    lcd_batch_free(&batch);
+    golden_inputs_close(&in);
     lcd_free(&tr);
     adamw_free(&opt);
     free(want_loss), free(want_norm), free(init);

@@ -15,6 +15,7 @@
 #include "safetensors.h"
 #include "test.h"
 #include "golden.h"
+#include "golden_inputs.h"
 #include "unet_lora.h"
 #include "util.h"
 
@@ -63,23 +64,10 @@ TEST(lora_golden_steps) {
 
     float *want_loss = golden_f32(g, "loss", NULL), *want_norm = golden_f32(g, "grad_norm", NULL);
     fixture(p, sizeof p, "lcd/eps-huber/input.mpk");
-    frame_reader *r = frame_reader_open(p, err);
-    CHECKF(r, "%s", err);
-    frame recs[2];
-    frame_init(&recs[0]), frame_init(&recs[1]);
-    lcd_batch batch = {0};
-    uint64_t index = 0;
+    golden_inputs in;
+    golden_inputs_open(&in, p);
     for (int step = 1; step <= 3; step++) {
-        frame f;
-        frame_init(&f);
-        for (int s = 0; s < 2; s++) {
-            CHECKF(frame_read(r, &f) == 1, "input ends early: %s", frame_reader_error(r));
-            frame_copy(&recs[s], &f);
-        }
-        frame_free(&f);
-        if (!batch.B) CHECKF(lcd_batch_alloc(&batch, 2, &recs[0], err) == 0, "%s", err);
-        for (int s = 0; s < 2; s++) CHECKF(lcd_batch_fill(&batch, s, &recs[s], index++, &cfg, err) == 0, "%s", err);
-        double l = lcd_micro_step(&tr, &batch, 1.0f, NULL);
+        double l = lcd_micro_step(&tr, golden_inputs_next(&in, &cfg), 1.0f, NULL);
         CHECK(teacher.lora == NULL); /* the adapters were lent to the teacher for the target only */
         double norm = lcd_apply_update(&tr, &opt, 1e-3f, 1.0f, 0.95f);
         double el = fabs(l - want_loss[step - 1]) / fabs(want_loss[step - 1]), en = fabs(norm - want_norm[step - 1]) / want_norm[step - 1];
@@ -97,9 +85,7 @@ TEST(lora_golden_steps) {
             free(d);
         }
     }
-    frame_free(&recs[0]), frame_free(&recs[1]);
-    frame_reader_close(r);
-    lcd_batch_free(&batch);
+    golden_inputs_close(&in);
     lcd_free(&tr);
     adamw_free(&opt);
     free(want_loss), free(want_norm), free(init), free(tr.uncond);
