@@ -104,6 +104,64 @@ def save_tensors(path, tensors, meta=None):
             assert torch.equal(f.get_tensor(k), tensors[k].detach().cpu()), k
 
 
+# UNet2DConditionModel settings of SD 1.5 that every scaled-down UNet here keeps.
+SD_UNET_CONSTANTS = dict(
+    norm_eps=1e-5,
+    act_fn="silu",
+    flip_sin_to_cos=True,
+    freq_shift=0,
+    downsample_padding=1,
+    mid_block_scale_factor=1,
+)
+
+
+def write_json(path, obj):
+    """As diffusers writes its JSON files: indent 2, a final newline."""
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+
+
+def write_sd15_index(out_dir, scheduler_config):
+    """scheduler/scheduler_config.json and model_index.json of an SD 1.5
+    pipeline folder (no safety checker); the models are written by the caller."""
+    import diffusers
+
+    (out_dir / "scheduler").mkdir()
+    write_json(out_dir / "scheduler" / "scheduler_config.json", scheduler_config)
+    write_json(out_dir / "model_index.json", {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": diffusers.__version__,
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "PNDMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+    })
+
+
+def student_from_teacher(teacher_unet, time_cond_proj_dim, seed):
+    """The LCD script's student: the teacher's config with time_cond_proj_dim
+    and its weights. The one tensor left at its fresh init,
+    time_embedding.cond_proj.weight, is drawn from a generator seeded with
+    `seed`, with PyTorch's default Linear bounds (kaiming-uniform a=sqrt(5):
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)))."""
+    from diffusers import UNet2DConditionModel
+
+    student = UNet2DConditionModel.from_config(teacher_unet.config, time_cond_proj_dim=time_cond_proj_dim)
+    missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
+    assert missing == ["time_embedding.cond_proj.weight"] and not unexpected, (missing, unexpected)
+    w = student.time_embedding.cond_proj.weight
+    g = torch.Generator().manual_seed(seed)
+    bound = 1.0 / (w.shape[1] ** 0.5)
+    with torch.no_grad():
+        w.copy_((torch.rand(w.shape, generator=g) * 2 - 1) * bound)
+    return student
+
+
 @torch.no_grad()
 def perturb_(model, seed, scale=0.1):
     """Moves every bias and every norm weight away from its init value.

@@ -21,7 +21,6 @@ Usage: scripts/reference/run scripts/reference/golden_lcd.py [--fixtures tests/f
 """
 
 import argparse
-import copy
 import json
 import os
 import shutil
@@ -44,14 +43,9 @@ TEACHER_UNET = dict(
     cross_attention_dim=32,  # = the tiny text encoder's hidden size
     attention_head_dim=2,
     norm_num_groups=4,
-    norm_eps=1e-5,
-    act_fn="silu",
-    flip_sin_to_cos=True,
-    freq_shift=0,
-    downsample_padding=1,
-    mid_block_scale_factor=1,
     use_linear_projection=False,
     upcast_attention=False,
+    **C.SD_UNET_CONSTANTS,
 )
 STUDENT_TIME_COND_PROJ_DIM = 16
 LATENT_HW = (6, 8)  # non-square latent; images would be 12 x 16 px with the tiny VAE
@@ -221,23 +215,10 @@ def load_pipeline_parts(teacher_dir):
 
 
 def write_student_init(lcd, teacher_unet):
-    """The script's student: from_config(teacher, time_cond_proj_dim) + load_state_dict(strict=False).
-
-    The one tensor left at its fresh init, time_embedding.cond_proj.weight, is
-    drawn here from a seeded generator with PyTorch's default Linear bounds
-    (kaiming-uniform a=sqrt(5): U(-1/sqrt(fan_in), 1/sqrt(fan_in))) and saved.
-    """
-    from diffusers import UNet2DConditionModel
-
+    """The script's student (C.student_from_teacher), saved. The global seed
+    is set as it was when the student was built here: later draws follow it."""
     torch.manual_seed(22)
-    student = UNet2DConditionModel.from_config(teacher_unet.config, time_cond_proj_dim=STUDENT_TIME_COND_PROJ_DIM)
-    missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
-    assert missing == ["time_embedding.cond_proj.weight"] and not unexpected, (missing, unexpected)
-    w = student.time_embedding.cond_proj.weight
-    g = torch.Generator().manual_seed(23)
-    bound = 1.0 / (w.shape[1] ** 0.5)
-    with torch.no_grad():
-        w.copy_((torch.rand(w.shape, generator=g) * 2 - 1) * bound)
+    student = C.student_from_teacher(teacher_unet, STUDENT_TIME_COND_PROJ_DIM, 23)
     student.save_pretrained(lcd / "student_init", safe_serialization=True)
 
 

@@ -155,16 +155,7 @@ def text_golden(sdxl, pipe):
 
 
 def write_student_init(sdxl, teacher_unet):
-    from diffusers import UNet2DConditionModel
-
-    student = UNet2DConditionModel.from_config(teacher_unet.config, time_cond_proj_dim=STUDENT_DIM)
-    missing, unexpected = student.load_state_dict(teacher_unet.state_dict(), strict=False)
-    assert missing == ["time_embedding.cond_proj.weight"] and not unexpected, (missing, unexpected)
-    w = student.time_embedding.cond_proj.weight
-    g = torch.Generator().manual_seed(43)
-    bound = 1.0 / (w.shape[1] ** 0.5)
-    with torch.no_grad():
-        w.copy_((torch.rand(w.shape, generator=g) * 2 - 1) * bound)
+    student = C.student_from_teacher(teacher_unet, STUDENT_DIM, 43)
     student.save_pretrained(sdxl / "student_init", safe_serialization=True)
 
 

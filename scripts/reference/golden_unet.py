@@ -24,13 +24,8 @@ BASE = dict(
     in_channels=4,
     out_channels=4,
     norm_num_groups=4,
-    norm_eps=1e-5,
-    act_fn="silu",
-    flip_sin_to_cos=True,
-    freq_shift=0,
-    downsample_padding=1,
-    mid_block_scale_factor=1,
     sample_size=8,
+    **C.SD_UNET_CONSTANTS,
 )
 
 CONFIGS = {

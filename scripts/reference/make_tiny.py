@@ -11,7 +11,6 @@ Usage: scripts/reference/run scripts/reference/make_tiny.py [--out tests/fixture
 """
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -55,14 +54,9 @@ def tiny_unet_config():
         cross_attention_dim=32,
         attention_head_dim=2,
         norm_num_groups=8,
-        norm_eps=1e-5,
-        act_fn="silu",
-        flip_sin_to_cos=True,
-        freq_shift=0,
-        downsample_padding=1,
-        mid_block_scale_factor=1,
         use_linear_projection=False,
         upcast_attention=False,
+        **C.SD_UNET_CONSTANTS,
     )
 
 
@@ -173,25 +167,7 @@ def main():
         sd / "text_encoder", safe_serialization=True
     )
     C.write_clip_tokenizer(sd / "tokenizer", n_merges=C.TINY_N_MERGES)
-    (sd / "scheduler").mkdir()
-    with open(sd / "scheduler" / "scheduler_config.json", "w") as f:
-        json.dump(SD15_SCHEDULER, f, indent=2)
-        f.write("\n")
-    model_index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    with open(sd / "model_index.json", "w") as f:
-        json.dump(model_index, f, indent=2)
-        f.write("\n")
+    C.write_sd15_index(sd, SD15_SCHEDULER)
 
     models = args.out / "models"
     for name, make in (

@@ -135,14 +135,9 @@ def unet_config(args):
         cross_attention_dim=64,
         attention_head_dim=args.unet_heads,  # as in SD 1.5: the number of heads
         norm_num_groups=8,
-        norm_eps=1e-5,
-        act_fn="silu",
-        flip_sin_to_cos=True,
-        freq_shift=0,
-        downsample_padding=1,
-        mid_block_scale_factor=1,
         use_linear_projection=False,
         upcast_attention=False,
+        **C.SD_UNET_CONSTANTS,
     )
 
 
@@ -481,8 +476,6 @@ def stage_unet(args):
 
 
 def stage_export(args):
-    import diffusers
-
     out = args.out
     for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "classifier"):
         if (out / sub).exists():
@@ -497,25 +490,7 @@ def stage_export(args):
     vae.save_pretrained(out / "vae", safe_serialization=True)
     build_text_encoder().save_pretrained(out / "text_encoder", safe_serialization=True)
     shutil.copytree(TOKENIZER_SRC, out / "tokenizer")
-    (out / "scheduler").mkdir()
-    with open(out / "scheduler" / "scheduler_config.json", "w") as f:
-        json.dump(sd15_scheduler_config(), f, indent=2)
-        f.write("\n")
-    model_index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": diffusers.__version__,
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-        "safety_checker": [None, None],
-        "scheduler": ["diffusers", "PNDMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"],
-        "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-    }
-    with open(out / "model_index.json", "w") as f:
-        json.dump(model_index, f, indent=2)
-        f.write("\n")
+    C.write_sd15_index(out, sd15_scheduler_config())
     cls = Classifier()
     ck = torch.load(args.work / "classifier.pt")
     cls.load_state_dict(ck["model"])
