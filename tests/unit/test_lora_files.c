@@ -13,6 +13,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "test.h"
+#include "fixture.h"
 #include "unet_lora.h"
 #include "util.h"
 
@@ -26,15 +27,6 @@
 #define D_ 32
 #define STEPS 4
 
-static char *fixture(const char *rel) {
-    static char buf[4][1024];
-    static int k;
-    const char *t = getenv("LCM_TOP");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/%s", t && *t ? t : ".", rel);
-    return buf[k];
-}
-
 static float *st_floats(const char *file, const char *name, int64_t n) {
     char err[LCM_ERRLEN];
     st_file *g = st_open(file, err);
@@ -46,14 +38,6 @@ static float *st_floats(const char *file, const char *name, int64_t n) {
     CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
     st_close(g);
     return out;
-}
-
-static void read_field(const frame *f, const char *key, float *dst, int64_t n) {
-    const frame_value *v = frame_get(f, key);
-    CHECKF(v && v->kind == FV_TENSOR, "input.mpk: %s missing", key);
-    tensor t = tensor_view(NULL, DT_F32, 1, &n, dst);
-    char err[LCM_ERRLEN];
-    CHECKF(frame_tensor_copy(v, &t, err) == 0, "%s", err);
 }
 
 static void open_lora(unet_lora *l, const unet_model *m, const char *file, float scale) {

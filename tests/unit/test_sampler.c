@@ -12,6 +12,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 
 #define TOL 1e-4 /* max relative error, float32 */
@@ -23,31 +24,10 @@
 #define L_ 77
 #define D_ 32
 
-static const char *top(void) {
-    const char *t = getenv("LCM_TOP");
-    return t && *t ? t : ".";
-}
-
-static char *fixture(const char *rel) {
-    static char buf[4][1024];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/%s", top(), rel);
-    return buf[k];
-}
-
 /* The records of sample/input.mpk. */
 typedef struct inputs {
     float embeds[NREC][L_ * D_], noise[NREC][PER], step_noise[NREC][3 * PER];
 } inputs;
-
-static void read_field(const frame *f, const char *key, float *dst, int64_t n) {
-    const frame_value *v = frame_get(f, key);
-    CHECKF(v && v->kind == FV_TENSOR, "input.mpk: %s missing", key);
-    tensor t = tensor_view(NULL, DT_F32, 1, (int64_t[]){n}, dst);
-    char err[LCM_ERRLEN];
-    CHECKF(frame_tensor_copy(v, &t, err) == 0, "%s", err);
-}
 
 static inputs *load_inputs(void) {
     static inputs in;

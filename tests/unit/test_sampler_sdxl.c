@@ -9,6 +9,7 @@
 #include "safetensors.h"
 #include "sampler.h"
 #include "test.h"
+#include "fixture.h"
 #include "util.h"
 
 #define TOL 1e-4
@@ -17,23 +18,6 @@
 #define L_ 77
 #define D_ 56 /* 32 + 24: both text encoders */
 #define P_ 16
-
-static char *fixture(const char *rel) {
-    static char buf[4][1024];
-    static int k;
-    const char *t = getenv("LCM_TOP");
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/tests/fixtures/%s", t && *t ? t : ".", rel);
-    return buf[k];
-}
-
-static void read_field(const frame *f, const char *key, float *dst, int64_t n) {
-    const frame_value *v = frame_get(f, key);
-    CHECKF(v && v->kind == FV_TENSOR, "input.mpk: %s missing", key);
-    tensor t = tensor_view(NULL, DT_F32, 1, &n, dst);
-    char err[LCM_ERRLEN];
-    CHECKF(frame_tensor_copy(v, &t, err) == 0, "%s", err);
-}
 
 static float *golden(const char *name, int64_t n) {
     char err[LCM_ERRLEN];
