@@ -149,19 +149,22 @@ static uint8_t clip8(int32_t acc) {
 }
 
 /* Horizontal pass over `rows` rows of src starting at row `row0`. */
-/* The horizontal pass with SIMD rows. Their reads past a row's last tap
- * land in the rows below it, except near the image's end, where the row is
- * read from a padded copy. */
+/* The horizontal pass with SIMD rows. Their reads past the last output's
+ * last tap land in the row itself or, where that tap is near the row's end,
+ * in the row below: then, and for the image's last rows, the row is read
+ * from a copy padded with zeros (so no byte outside what
+ * img_resize_source_box names is ever read). */
 static void pass_horizontal_simd(void *(*weights_of)(const taps *, int),
                                  void (*row)(const uint8_t *, const taps *, const void *, int, uint8_t *),
                                  const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
     void *w = weights_of(t, dst->width);
-    size_t row_bytes = (size_t)src->width * 3;
-    uint8_t *padded = xcalloc(row_bytes + 16, 1);
+    size_t row_bytes = (size_t)src->width * 3, last = (size_t)dst->width - 1;
+    size_t read_end = (size_t)(t->first[last] + t->count[last]) * 3 + RESAMPLE_OVERREAD;
+    uint8_t *padded = xcalloc(row_bytes + RESAMPLE_OVERREAD, 1);
     for (int y = 0; y < rows; y++) {
         int sy = y + row0;
         const uint8_t *in = src->pix + (size_t)sy * row_bytes;
-        if ((size_t)(src->height - 1 - sy) * row_bytes < 16) in = memcpy(padded, in, row_bytes);
+        if (read_end > row_bytes) in = memcpy(padded, in, row_bytes);
         row(in, t, w, dst->width, dst->pix + (size_t)y * (size_t)dst->width * 3);
     }
     free(padded);
@@ -292,8 +295,14 @@ void img_resize_source_box(int in_w, int in_h, int out_w, int out_h, int x0, int
     box[0] = 0, box[1] = 0, box[2] = in_w, box[3] = in_h;
     if (rw <= 0 || rh <= 0 || f == RESAMPLE_NEAREST) return; /* NEAREST: the whole image, simply */
     kernel k = kernel_of(f);
-    if (out_w == in_w) box[0] = x0, box[2] = x0 + rw;
-    else tap_span(in_w, out_w, x0, rw, k, &box[0], &box[2]);
+    if (out_w == in_w) {
+        box[0] = x0, box[2] = x0 + rw;
+    } else {
+        tap_span(in_w, out_w, x0, rw, k, &box[0], &box[2]);
+        /* the SIMD rows' reads past the last tap (multiplied by 0) */
+        box[2] += (RESAMPLE_OVERREAD + 2) / 3;
+        if (box[2] > in_w) box[2] = in_w;
+    }
     if (out_h == in_h) box[1] = y0, box[3] = y0 + rh;
     else tap_span(in_h, out_h, y0, rh, k, &box[1], &box[3]);
 }

@@ -30,9 +30,9 @@ void img_resize_region(const rgb_image *in, int out_w, int out_h, int x0, int y0
 
 /* The pixels of in (in_w x in_h) that img_resize_region with these
  * arguments reads, as box = {x_begin, y_begin, x_end, y_end}: the others may
- * hold anything without changing its result (the SIMD passes read a few
- * bytes past a row's last tap, but only multiply them by 0). The whole image
- * for NEAREST. */
+ * hold anything, even be uninitialised, without changing its result or being
+ * read. (The box includes the few pixels the SIMD passes read past the last
+ * tap only to multiply them by 0.) The whole image for NEAREST. */
 void img_resize_source_box(int in_w, int in_h, int out_w, int out_h, int x0, int y0, int rw, int rh, resample_filter f,
                            int box[4]);
 

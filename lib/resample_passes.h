@@ -27,9 +27,10 @@ int resample_avx512_supported(void);
 
 /* A SIMD horizontal pass, in two parts: the weights of a pass's dst_width
  * outputs laid out for its registers (aligned; free with free), then one
- * row: in (one source row) to n outputs at out. A row reads up to 13 bytes
- * past each output's last tap, only to multiply them by 0; the caller makes
- * them readable. */
+ * row: in (one source row) to n outputs at out. A row reads up to
+ * RESAMPLE_OVERREAD bytes past each output's last tap, only to multiply them
+ * by 0; the caller makes them readable. */
+#define RESAMPLE_OVERREAD 13
 void *resample_weights_avx2(const taps *t, int dst_width);
 void resample_row_avx2(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out);
 void *resample_weights_avx512(const taps *t, int dst_width);
