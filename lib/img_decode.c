@@ -57,9 +57,10 @@ int img_decode(const uint8_t *data, size_t len, const img_decode_opts *opts, rgb
     case IMG_JPEG: rc = img_decode_jpeg(data, len, opts, out, stored_w, stored_h, err); break;
     case IMG_PNG: rc = img_decode_png(data, len, opts, out, err); break;
     case IMG_WEBP: rc = img_decode_webp(data, len, opts, out, err); break;
-    default: rc = seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
+    default:
+        rgb_image_free(out); /* the decoders free it on their own errors */
+        return seterr(err, "not a JPEG, PNG or WebP image (%zu bytes)", len);
     }
-    if (rc) rgb_image_free(out);
-    else if (format != IMG_JPEG) *stored_w = out->width, *stored_h = out->height; /* only JPEG decodes scaled */
+    if (rc == 0 && format != IMG_JPEG) *stored_w = out->width, *stored_h = out->height; /* only JPEG decodes scaled */
     return rc;
 }

@@ -33,7 +33,6 @@ int img_resize_simd(int level) {
     return simd_level();
 }
 
-
 static double box_kernel(double x) { return (x > -0.5 && x <= 0.5) ? 1.0 : 0.0; }
 
 static double bilinear_kernel(double x) {
@@ -148,12 +147,11 @@ static uint8_t clip8(int32_t acc) {
     return (uint8_t)(acc >> PRECISION_BITS);
 }
 
-/* Horizontal pass over `rows` rows of src starting at row `row0`. */
 /* The horizontal pass with SIMD rows. Their reads past the last output's
  * last tap land in the row itself or, where that tap is near the row's end,
- * in the row below: then, and for the image's last rows, the row is read
- * from a copy padded with zeros (so no byte outside what
- * img_resize_source_box names is ever read). */
+ * beyond it (in the next row, or past the image): then every row is read
+ * from a copy padded with zeros, so no byte outside what
+ * img_resize_source_box names is ever read. */
 static void pass_horizontal_simd(void *(*weights_of)(const taps *, int),
                                  void (*row)(const uint8_t *, const taps *, const void *, int, uint8_t *),
                                  const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
@@ -171,6 +169,7 @@ static void pass_horizontal_simd(void *(*weights_of)(const taps *, int),
     free(w);
 }
 
+/* Horizontal pass over `rows` rows of src starting at row `row0`. */
 static void pass_horizontal(const rgb_image *src, int row0, int rows, const taps *t, rgb_image *dst) {
     int level = simd_level();
     if (level == RESIZE_SIMD_AVX512) {

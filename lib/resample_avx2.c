@@ -81,7 +81,9 @@ AVX2 static inline __m128i horizontal_output(const uint8_t *in, const taps *t, c
     return horizontal_pixel(in + (size_t)t->first[x] * 3, w + (size_t)x * (size_t)pairs, (t->count[x] + 1) / 2);
 }
 
-AVX2 void *resample_weights_avx2(const taps *t, int dst_width) { return expand_weights(t, dst_width, (t->ksize + 1) / 2); }
+AVX2 void *resample_weights_avx2(const taps *t, int dst_width) {
+    return expand_weights(t, dst_width, (t->ksize + 1) / 2);
+}
 
 AVX2 void resample_row_avx2(const uint8_t *in, const taps *t, const void *weights, int n, uint8_t *out) {
     const __m256i *w = weights;
