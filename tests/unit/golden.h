@@ -24,6 +24,18 @@ static inline float *golden_f32(st_file *g, const char *name, int64_t *count) {
     return out;
 }
 
+/* Tensor `name` of n elements from the safetensors file at path, as host f32. */
+static inline float *golden_file_f32(const char *path, const char *name, int64_t n) {
+    char err[LCM_ERRLEN];
+    st_file *g = st_open(path, err);
+    CHECKF(g, "%s", err);
+    int64_t count;
+    float *out = golden_f32(g, name, &count);
+    st_close(g);
+    CHECKF(count == n, "%s: %s has %lld elements, %lld expected", path, name, (long long)count, (long long)n);
+    return out;
+}
+
 static inline double *golden_f64(st_file *g, const char *name) {
     const st_tensor *t = st_find(g, name);
     CHECKF(t, "golden tensor %s missing", name);

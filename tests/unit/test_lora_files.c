@@ -14,6 +14,7 @@
 #include "sampler.h"
 #include "test.h"
 #include "fixture.h"
+#include "golden.h"
 #include "unet_lora.h"
 #include "util.h"
 
@@ -26,19 +27,6 @@
 #define L_ 77
 #define D_ 32
 #define STEPS 4
-
-static float *st_floats(const char *file, const char *name, int64_t n) {
-    char err[LCM_ERRLEN];
-    st_file *g = st_open(file, err);
-    CHECKF(g, "%s", err);
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t && shape_numel(t->ndim, t->shape) == n, "%s: %s missing or of another size", file, name);
-    float *out = xmalloc(sizeof(float) * (size_t)n);
-    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    st_close(g);
-    return out;
-}
 
 static void open_lora(unet_lora *l, const unet_model *m, const char *file, float scale) {
     char err[LCM_ERRLEN];
@@ -77,7 +65,7 @@ static void check_case(const char *name, double guidance, float lora_scale) {
     sampler s;
     CHECKF(sampler_init(&s, &unet, &vae, &ns, &extra, &o, guidance, H_, W_, err) == 0, "%s", err);
     CHECK(s.cfg == (guidance > 1));
-    float *uncond = st_floats(fixture("sample/golden.safetensors"), "uncond_prompt_embeds", L_ * D_);
+    float *uncond = golden_file_f32(fixture("sample/golden.safetensors"), "uncond_prompt_embeds", L_ * D_);
     float lat[NREC * PER];
     memcpy(lat, noise, sizeof lat);
     sample_job jobs[NREC];
@@ -88,7 +76,7 @@ static void check_case(const char *name, double guidance, float lora_scale) {
     char key[64];
     const char *gold = fixture("sample-lora/golden.safetensors");
     snprintf(key, sizeof key, "%s.latent", name);
-    float *want = st_floats(gold, key, NREC * PER);
+    float *want = golden_file_f32(gold, key, NREC * PER);
     double e = max_rel_err(lat, want, NREC * PER, 1e-6);
     printf("# %s latent max rel err %.3g\n", name, e);
     CHECKF(e <= TOL, "%s latent: max rel err %.3g", name, e);
@@ -96,7 +84,7 @@ static void check_case(const char *name, double guidance, float lora_scale) {
     float *img = xmalloc(sizeof(float) * img_n);
     sampler_decode(&s, NREC, lat, img);
     snprintf(key, sizeof key, "%s.image", name);
-    float *want_img = st_floats(gold, key, (int64_t)img_n);
+    float *want_img = golden_file_f32(gold, key, (int64_t)img_n);
     e = max_rel_err(img, want_img, img_n, 1e-6);
     printf("# %s image max rel err %.3g\n", name, e);
     CHECKF(e <= TOL, "%s image: max rel err %.3g", name, e);

@@ -10,6 +10,7 @@
 #include "sampler.h"
 #include "test.h"
 #include "fixture.h"
+#include "golden.h"
 #include "util.h"
 
 #define TOL 1e-4
@@ -20,16 +21,7 @@
 #define P_ 16
 
 static float *golden(const char *name, int64_t n) {
-    char err[LCM_ERRLEN];
-    st_file *g = st_open(fixture("sample-sdxl/golden.safetensors"), err);
-    CHECKF(g, "%s", err);
-    const st_tensor *t = st_find(g, name);
-    CHECKF(t && shape_numel(t->ndim, t->shape) == n, "golden %s missing", name);
-    float *out = xmalloc(sizeof(float) * (size_t)n);
-    tensor dst = tensor_view(NULL, DT_F32, 1, &n, out);
-    CHECKF(st_tensor_copy(t, &dst, err) == 0, "%s", err);
-    st_close(g);
-    return out;
+    return golden_file_f32(fixture("sample-sdxl/golden.safetensors"), name, n);
 }
 
 static void check(const char *name, const char *unet_dir, sampler_kind kind) {
