@@ -24,6 +24,19 @@ static inline float *golden_f32(st_file *g, const char *name, int64_t *count) {
     return out;
 }
 
+/* A golden tensor as a new host tensor of dtype dt, its shape kept (copied:
+ * safetensors data may be unaligned). */
+static inline tensor *golden_tensor_as(st_file *g, const char *name, dtype_id dt) {
+    const st_tensor *t = st_find(g, name);
+    CHECKF(t, "golden tensor %.200s missing", name); /* bounded: names may come from path buffers */
+    tensor *x = tensor_new(NULL, dt, t->ndim, t->shape);
+    char err[LCM_ERRLEN];
+    CHECKF(st_tensor_copy(t, x, err) == 0, "%s", err);
+    return x;
+}
+
+static inline tensor *golden_tensor(st_file *g, const char *name) { return golden_tensor_as(g, name, DT_F32); }
+
 /* Tensor `name` of n elements from the safetensors file at path, as host f32. */
 static inline float *golden_file_f32(const char *path, const char *name, int64_t n) {
     char err[LCM_ERRLEN];

@@ -7,6 +7,7 @@
 #include "clip_text.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "util.h"
 #include "vae.h"
 
@@ -27,14 +28,10 @@ static st_file *golden(const char *name) {
     return f;
 }
 
-/* A golden tensor as an f32 host tensor (copied: safetensors data may be unaligned). */
-static tensor *golden_tensor(st_file *f, const char *name) {
+/* A golden tensor on the host: token ids stay I64, the rest becomes f32. */
+static tensor *golden_value(st_file *f, const char *name) {
     const st_tensor *t = st_find(f, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    tensor *x = tensor_new(NULL, t->dtype == DT_I64 ? DT_I64 : DT_F32, t->ndim, t->shape);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, x, err) == 0, "%s", err);
-    return x;
+    return golden_tensor_as(f, name, t && t->dtype == DT_I64 ? DT_I64 : DT_F32);
 }
 
 static double rel_err(const tensor *got, const tensor *want) {
@@ -56,7 +53,7 @@ static void check_text(const char *model_path, const char *component, const char
     clip_text_model m;
     CHECKF(clip_text_load(&m, path, component, backend_default(), err) == 0, "%s", err);
     st_file *g = golden(gname);
-    tensor *ids = golden_tensor(g, "input_ids");
+    tensor *ids = golden_value(g, "input_ids");
     int B = (int)ids->shape[0], L = (int)ids->shape[1], D = m.cfg.hidden_size;
     tensor *last = tensor_new(backend_default(), DT_F32, 3, (int64_t[]){B, L, D});
     tensor *pen = tensor_new(backend_default(), DT_F32, 3, (int64_t[]){B, L, D});
@@ -64,21 +61,21 @@ static void check_text(const char *model_path, const char *component, const char
     tensor *proj = m.cfg.projection_dim ? tensor_new(backend_default(), DT_F32, 2, (int64_t[]){B, m.cfg.projection_dim}) : NULL;
     clip_text_out out = {.last_hidden_state = last, .penultimate = pen, .pooled = pooled, .text_embeds = proj};
     clip_text_forward(&m, ids->data, B, L, out);
-    tensor *want = golden_tensor(g, "last_hidden_state");
+    tensor *want = golden_value(g, "last_hidden_state");
     tensor *h_last = tensor_clone(last, backend_cpu(), DT_F32);
     EXPECT_CLOSE("last_hidden_state", h_last, want);
     if (st_find(g, "penultimate_hidden_state")) {
-        tensor *wp = golden_tensor(g, "penultimate_hidden_state"), *hp = tensor_clone(pen, backend_cpu(), DT_F32);
+        tensor *wp = golden_value(g, "penultimate_hidden_state"), *hp = tensor_clone(pen, backend_cpu(), DT_F32);
         EXPECT_CLOSE("penultimate", hp, wp);
         tensor_free(wp), tensor_free(hp);
     }
     if (st_find(g, "pooler_output")) {
-        tensor *wp = golden_tensor(g, "pooler_output"), *hp = tensor_clone(pooled, backend_cpu(), DT_F32);
+        tensor *wp = golden_value(g, "pooler_output"), *hp = tensor_clone(pooled, backend_cpu(), DT_F32);
         EXPECT_CLOSE("pooler_output", hp, wp);
         tensor_free(wp), tensor_free(hp);
     }
     if (proj) {
-        tensor *wp = golden_tensor(g, "text_embeds"), *hp = tensor_clone(proj, backend_cpu(), DT_F32);
+        tensor *wp = golden_value(g, "text_embeds"), *hp = tensor_clone(proj, backend_cpu(), DT_F32);
         EXPECT_CLOSE("text_embeds", hp, wp);
         tensor_free(wp), tensor_free(hp);
     }
@@ -97,13 +94,13 @@ static void check_vae(const char *model_path, const char *gname) {
     vae_model m;
     CHECKF(vae_load(&m, path, backend_default(), err) == 0, "%s", err);
     st_file *g = golden(gname);
-    tensor *img = golden_tensor(g, "image"), *want_m = golden_tensor(g, "moments");
+    tensor *img = golden_value(g, "image"), *want_m = golden_value(g, "moments");
     tensor *x = tensor_clone(img, backend_default(), DT_F32);
     tensor *mom = tensor_new(backend_default(), DT_F32, want_m->ndim, want_m->shape);
     vae_encode(&m, x, mom);
     tensor *hm = tensor_clone(mom, backend_cpu(), DT_F32);
     EXPECT_CLOSE("moments", hm, want_m);
-    tensor *z = golden_tensor(g, "latent_in"), *want_d = golden_tensor(g, "decoded");
+    tensor *z = golden_value(g, "latent_in"), *want_d = golden_value(g, "decoded");
     tensor *zd = tensor_clone(z, backend_default(), DT_F32);
     tensor *dec = tensor_new(backend_default(), DT_F32, want_d->ndim, want_d->shape);
     vae_decode(&m, zd, dec);

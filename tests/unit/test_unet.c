@@ -13,6 +13,7 @@
 #include "rng.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "unet.h"
 #include "unet_layers.h"
 #include "util.h"
@@ -26,16 +27,6 @@ static const char *top(void) {
 }
 
 static int verbose(void) { return getenv("LCM_TEST_VERBOSE") != NULL; }
-
-/* A golden tensor as an f32 host tensor (copied: safetensors data may be unaligned). */
-static tensor *golden_tensor(st_file *f, const char *name) {
-    const st_tensor *t = st_find(f, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    tensor *x = tensor_new(NULL, DT_F32, t->ndim, t->shape);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, x, err) == 0, "%s", err);
-    return x;
-}
 
 /* The same, or NULL where the golden lacks it. */
 static tensor *golden_tensor_opt(st_file *f, const char *name) { return st_find(f, name) ? golden_tensor(f, name) : NULL; }

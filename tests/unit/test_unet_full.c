@@ -8,21 +8,13 @@
 #include "backend.h"
 #include "safetensors.h"
 #include "test.h"
+#include "golden.h"
 #include "unet.h"
 #include "util.h"
 
 #define TOL 1e-4 /* max |got - want| / max |want|, float32, as the encoders' full-size goldens */
 
 static char full_dir[900];
-
-static tensor *golden_tensor(st_file *f, const char *name) {
-    const st_tensor *t = st_find(f, name);
-    CHECKF(t, "golden tensor %s missing", name);
-    tensor *x = tensor_new(NULL, DT_F32, t->ndim, t->shape);
-    char err[LCM_ERRLEN];
-    CHECKF(st_tensor_copy(t, x, err) == 0, "%s", err);
-    return x;
-}
 
 TEST(full_size_sd15_unet_forward) {
     char dir[1024], path[1100], err[LCM_ERRLEN];
